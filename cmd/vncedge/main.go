@@ -1,0 +1,239 @@
+// Command vncedge runs the WebSocket-to-VNC proxy: it turns flags and an
+// optional config file into an engine.Config, runs the engine, and maps
+// signals to a graceful drain (SIGTERM, SIGINT) or a reload (SIGHUP).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"vncedge/engine"
+	"vncedge/routing"
+)
+
+func main() {
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, signals))
+}
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+// shutdownGrace is how long Shutdown may take beyond the drain timeout to
+// close what is left before we give up on a clean exit.
+const shutdownGrace = 10 * time.Second
+
+// run is the whole program, with its surroundings passed in so tests can
+// drive it: args without the program name, and a channel of signals.
+func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
+	opts, err := parseConfig(args)
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(stdout, helpText())
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vncedge: %v\nRun 'vncedge --help' for the flags and the config file format.\n", err)
+		return exitUsage
+	}
+	if opts.version {
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	}
+
+	logger := newLogger(stderr, opts)
+	cfg, tokens, err := buildConfig(opts, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "vncedge: %v\nRun 'vncedge --help' for the flags and the config file format.\n", err)
+		return exitUsage
+	}
+	srv, err := engine.New(cfg)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return exitRuntime
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var watchers sync.WaitGroup
+	defer func() {
+		cancel()
+		watchers.Wait()
+	}()
+	if tokens != nil && opts.tokenWatch > 0 {
+		watchers.Go(func() { tokens.Watch(ctx, opts.tokenWatch, logger) })
+	}
+
+	logger.Info("vncedge starting", "version", versionString(), "listen", cfg.Listen,
+		"admin", cfg.Admin, "loops", cfg.Loops, "config", opts.configFile)
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve() }()
+	return supervise(srv, cfg.DrainTimeout, serveDone, signals, logger)
+}
+
+// server is what supervise needs from *engine.Server.
+type server interface {
+	Shutdown(ctx context.Context) error
+	Reload() error
+}
+
+// supervise waits for the server to stop or for signals, and returns the
+// exit code. A stop signal starts a drain; a second one exits at once.
+func supervise(srv server, drain time.Duration, serveDone <-chan error,
+	signals <-chan os.Signal, logger *slog.Logger) int {
+	var (
+		draining     bool
+		shutdownDone chan error // nil until a drain begins, and after it reports
+		grace        <-chan time.Time
+		served, shut bool
+		serveErr     error
+		shutdownErr  error
+	)
+	for {
+		if served && shut {
+			return shutdownExit(shutdownErr, serveErr, logger)
+		}
+		select {
+		case err := <-serveDone:
+			served, serveErr, serveDone = true, err, nil
+			if !draining {
+				// Serve returned without being asked to: the listener failed.
+				if err == nil {
+					err = errors.New("server stopped without being asked to")
+				}
+				logger.Error("server failed", "err", err)
+				return exitRuntime
+			}
+		case err := <-shutdownDone:
+			shut, shutdownErr, shutdownDone = true, err, nil
+			if !served {
+				grace = time.After(shutdownGrace)
+			}
+		case <-grace:
+			logger.Error("server did not stop after shutdown", "waited", shutdownGrace.String())
+			return exitRuntime
+		case sig := <-signals:
+			switch {
+			case isStop(sig) && draining:
+				logger.Warn("second signal: exiting without waiting for the drain", "signal", sig.String())
+				return exitRuntime
+			case isStop(sig):
+				logger.Info("draining", "signal", sig.String(), "drain_timeout", drain.String())
+				draining = true
+				shutdownDone = make(chan error, 1)
+				go func(done chan<- error) {
+					ctx, cancel := context.WithTimeout(context.Background(), drain+shutdownGrace)
+					defer cancel()
+					done <- srv.Shutdown(ctx)
+				}(shutdownDone)
+			case sig == syscall.SIGHUP && draining:
+				logger.Info("reload ignored while draining")
+			case sig == syscall.SIGHUP:
+				if err := srv.Reload(); err != nil {
+					logger.Error("reload failed; keeping the previous routing", "err", err)
+				} else {
+					logger.Info("reloaded")
+				}
+			default:
+				logger.Debug("ignoring signal", "signal", sig.String())
+			}
+		}
+	}
+}
+
+func isStop(sig os.Signal) bool { return sig == syscall.SIGTERM || sig == os.Interrupt }
+
+// shutdownExit turns the results of Shutdown and Serve after a requested
+// stop into an exit code.
+func shutdownExit(shutdownErr, serveErr error, logger *slog.Logger) int {
+	if shutdownErr != nil {
+		logger.Error("drain did not finish cleanly", "err", shutdownErr)
+		return exitRuntime
+	}
+	if serveErr != nil {
+		logger.Error("server stopped with an error", "err", serveErr)
+		return exitRuntime
+	}
+	logger.Info("stopped")
+	return exitOK
+}
+
+// buildConfig adds what parseConfig cannot make by itself: the router (which
+// reads the token file) and the logger.
+func buildConfig(opts options, logger *slog.Logger) (engine.Config, *routing.TokenFile, error) {
+	cfg := opts.engine
+	cfg.Logger = logger
+	var sources []routing.Source
+	var tokens *routing.TokenFile
+	if opts.tokenFile != "" {
+		tf, err := routing.NewTokenFile(opts.tokenFile)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--token-file: %w", err)
+		}
+		tokens = tf
+		sources = append(sources, tf)
+	}
+	router, err := routing.New(routing.Config{
+		Allow:     opts.allow,
+		TokenPath: opts.tokenPath,
+		Sources:   sources,
+	})
+	if err != nil {
+		return cfg, nil, err
+	}
+	cfg.Router = router
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, err
+	}
+	return cfg, tokens, nil
+}
+
+func newLogger(w io.Writer, opts options) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: opts.logLevel}
+	if opts.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// versionString reports what the Go toolchain recorded at build time: the
+// module version and, when built from a git checkout, the commit.
+func versionString() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "vncedge (unknown build)"
+	}
+	v := info.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		}
+	}
+	parts := []string{"vncedge", v}
+	if rev != "" {
+		parts = append(parts, rev[:min(12, len(rev))]+modified)
+	}
+	return strings.Join(append(parts, info.GoVersion), " ")
+}
