@@ -64,6 +64,9 @@ type TokenSource interface {
 	Name() string
 }
 
+// Source is another name for TokenSource, which cmd/vncedge was written against.
+type Source = TokenSource
+
 // Reloader is implemented by sources that can re-read their data (SIGHUP).
 type Reloader interface{ Reload() error }
 
@@ -215,6 +218,7 @@ func parsePathTarget(t []byte, defPort uint16) (netip.AddrPort, error) {
 		return netip.AddrPort{}, badTarget("missing target after path prefix")
 	}
 	var host, port []byte
+	hasPort := false
 	if t[0] == '[' {
 		end := bytes.IndexByte(t, ']')
 		if end < 0 {
@@ -225,7 +229,7 @@ func parsePathTarget(t []byte, defPort uint16) (netip.AddrPort, error) {
 			if port[0] != ':' {
 				return netip.AddrPort{}, badTarget("unexpected text after ']'")
 			}
-			port = port[1:]
+			port, hasPort = port[1:], true
 			if len(port) == 0 {
 				return netip.AddrPort{}, badTarget("empty port")
 			}
@@ -242,7 +246,7 @@ func parsePathTarget(t []byte, defPort uint16) (netip.AddrPort, error) {
 			host = t
 		case 1:
 			i := bytes.IndexByte(t, ':')
-			host, port = t[:i], t[i+1:]
+			host, port, hasPort = t[:i], t[i+1:], true
 			if len(port) == 0 {
 				return netip.AddrPort{}, badTarget("empty port")
 			}
@@ -264,7 +268,7 @@ func parsePathTarget(t []byte, defPort uint16) (netip.AddrPort, error) {
 		return netip.AddrPort{}, badTarget("brackets are for IPv6 addresses only")
 	}
 	p := defPort
-	if port != nil {
+	if hasPort {
 		n, err := parsePort(string(port))
 		if err != nil {
 			return netip.AddrPort{}, badTarget(err.Error())
