@@ -1,0 +1,263 @@
+package engine
+
+import (
+	"context"
+	"net"
+	"os"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+
+	"vncedge/wsframe"
+)
+
+// relayFromClient forwards browser frames to the VM. A data frame's payload
+// is unmasked in place in gnet's read buffer and written upstream as it
+// arrives; only control frames (at most 125 bytes) wait to be complete.
+func (s *session) relayFromClient(c gnet.Conn) gnet.Action {
+	up := s.upstream
+	if up == nil || up.OutboundBuffered() > highWater {
+		s.inputHeld = true
+		if up != nil {
+			s.ls.wait(s) // resume when the VM has taken its backlog
+		}
+		return s.holdInput(c)
+	}
+	s.inputHeld = false
+	buf, _ := c.Peek(-1)
+	off := 0
+	for off < len(buf) && s.state == stRelaying {
+		if s.in.remaining > 0 {
+			n := len(buf) - off
+			if int64(n) > s.in.remaining {
+				n = int(s.in.remaining)
+			}
+			p := buf[off : off+n]
+			s.in.maskOff = wsframe.Unmask(p, s.in.mask, s.in.maskOff)
+			off += n
+			s.in.remaining -= int64(n)
+			if !s.deliverToUpstream(p) {
+				break
+			}
+			if s.in.remaining == 0 {
+				s.endFrame()
+			}
+			continue
+		}
+		h, hl, err := wsframe.ParseHeader(buf[off:])
+		if err == wsframe.ErrShort {
+			break
+		}
+		if err == nil {
+			err = wsframe.CheckClient(h, s.in.inMessage)
+		}
+		if err != nil {
+			s.closeWith(wsframe.CloseCodeFor(err), reasonProtocolError, err.Error())
+			break
+		}
+		if h.OpCode.IsControl() {
+			end := off + hl + int(h.Length)
+			if end > len(buf) {
+				break // wait for the whole control frame
+			}
+			p := buf[off+hl : end]
+			wsframe.Unmask(p, h.Mask, 0)
+			off = end
+			s.onControl(h.OpCode, p)
+			continue
+		}
+		if max := s.srv.cfg.MaxFrame; max > 0 && h.Length > max {
+			s.closeWith(ws.StatusMessageTooBig, reasonTooLarge, "frame larger than the proxy accepts")
+			break
+		}
+		if h.OpCode != ws.OpContinuation {
+			if want := s.dataOpCode(); h.OpCode != want {
+				s.closeWith(ws.StatusUnsupportedData, reasonUnsupported, "unexpected "+opName(h.OpCode)+" frame on a "+s.modeName()+" session")
+				break
+			}
+		}
+		s.in.inMessage = !h.Fin
+		s.in.fin = h.Fin
+		s.in.remaining = h.Length
+		s.in.mask = h.Mask
+		s.in.maskOff = 0
+		off += hl
+		if h.Length == 0 {
+			s.endFrame()
+		}
+	}
+	_, _ = c.Discard(off)
+	return gnet.None
+}
+
+func (s *session) dataOpCode() ws.OpCode {
+	if s.mode == modeBase64 {
+		return ws.OpText
+	}
+	return ws.OpBinary
+}
+
+func opName(op ws.OpCode) string {
+	if op == ws.OpText {
+		return "text"
+	}
+	return "binary"
+}
+
+// endFrame runs when a data frame's payload is complete.
+func (s *session) endFrame() {
+	if !s.in.fin || s.mode != modeBase64 {
+		return
+	}
+	if err := s.in.b64.End(); err != nil {
+		s.closeWith(ws.StatusInvalidFramePayloadData, reasonBadData, "invalid base64: "+err.Error())
+	}
+}
+
+// deliverToUpstream writes unmasked payload bytes to the VM and reports
+// whether the session is still relaying afterwards.
+func (s *session) deliverToUpstream(p []byte) bool {
+	if len(p) == 0 {
+		return true
+	}
+	if s.mode == modeBase64 {
+		bb := bytebufferpool.Get()
+		var err error
+		bb.B, err = s.in.b64.Decode(bb.B[:0], p)
+		if err != nil {
+			bytebufferpool.Put(bb)
+			s.closeWith(ws.StatusInvalidFramePayloadData, reasonBadData, "invalid base64: "+err.Error())
+			return false
+		}
+		s.toUpstream += int64(len(bb.B))
+		_, _ = s.upstream.Write(bb.B)
+		bytebufferpool.Put(bb)
+	} else {
+		s.toUpstream += int64(len(p))
+		_, _ = s.upstream.Write(p)
+	}
+	// A failed write closes the VM socket synchronously, inside Write.
+	return s.state == stRelaying && s.upstream != nil
+}
+
+// onControl answers ping, notes pong, and completes the close handshake.
+func (s *session) onControl(op ws.OpCode, p []byte) {
+	switch op {
+	case ws.OpPing:
+		bb := bytebufferpool.Get()
+		bb.B = wsframe.AppendFrame(bb.B[:0], true, ws.OpPong, p)
+		_, _ = s.client.Write(bb.B)
+		bytebufferpool.Put(bb)
+	case ws.OpPong:
+		// Any byte from the browser already proved it alive (onClientTraffic).
+	case ws.OpClose:
+		code, reason, err := wsframe.ParseClose(p)
+		if err != nil {
+			s.closeWith(wsframe.CloseCodeFor(err), reasonProtocolError, "bad close frame: "+err.Error())
+			return
+		}
+		if code == ws.StatusNoStatusRcvd {
+			code = ws.StatusNormalClosure
+		}
+		s.closeWith(code, reasonClientClosed, string(reason))
+	}
+}
+
+// relayFromUpstream wraps everything the VM sent since the last read into
+// one frame: the header and gnet's read buffer go out in one writev, so the
+// payload is never copied by us (gnet copies only what the socket refuses).
+func (s *session) relayFromUpstream(c gnet.Conn) gnet.Action {
+	buf, _ := c.Peek(-1)
+	if len(buf) == 0 {
+		return gnet.None
+	}
+	client := s.client
+	if s.mode == modeBase64 {
+		bb := bytebufferpool.Get()
+		bb.B = append(bb.B[:0], s.hdr[:wsframe.PutHeader(s.hdr[:], true, ws.OpText, wsframe.Base64EncodedLen(len(buf)))]...)
+		bb.B = wsframe.AppendBase64(bb.B, buf)
+		_, _ = client.Write(bb.B)
+		bytebufferpool.Put(bb)
+	} else {
+		n := wsframe.PutHeader(s.hdr[:], true, ws.OpBinary, len(buf))
+		s.iov[0], s.iov[1] = s.hdr[:n], buf
+		_, _ = client.Writev(s.iov[:])
+		s.iov[1] = nil // do not keep gnet's buffer reachable
+	}
+	s.toClient += int64(len(buf))
+	_, _ = c.Discard(len(buf))
+	if s.state != stRelaying || s.client == nil {
+		return gnet.None // the browser write failed; the session is ending
+	}
+	queued := s.client.OutboundBuffered()
+	if queued <= highWater {
+		return gnet.None
+	}
+	if max := s.srv.cfg.MaxBuffered; max > 0 && queued > max {
+		s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "browser is not reading")
+		return gnet.None
+	}
+	return s.park(c)
+}
+
+// park stops reading the VM socket while the browser is behind: gnet cannot
+// pause a socket, so we keep a dup of the descriptor, let gnet close its
+// copy (no FIN: the dup holds the socket open) and re-enroll the dup once the
+// browser caught up. Meanwhile the kernel buffer fills and the VM's TCP
+// window closes: real backpressure, end to end.
+func (s *session) park(c gnet.Conn) gnet.Action {
+	if c.OutboundBuffered() > 0 {
+		return gnet.None // gnet's close would drop bytes queued for the VM
+	}
+	fd, err := c.Dup()
+	if err != nil {
+		return gnet.None // the hard cap (MaxBuffered) still protects us
+	}
+	s.parkedFD = fd
+	s.parking = true
+	s.srv.met.backpressure.Inc()
+	s.ls.wait(s)
+	return gnet.Close
+}
+
+// pollBackpressure resumes what park or a full VM queue held back, and
+// reports whether the session must keep waiting.
+func (s *session) pollBackpressure() bool {
+	if s.client == nil {
+		return false
+	}
+	if s.parkedFD >= 0 && !s.resuming {
+		if s.client.OutboundBuffered() > lowWater {
+			return true
+		}
+		s.resume()
+	}
+	if s.inputHeld && s.upstream != nil {
+		if s.upstream.OutboundBuffered() > lowWater {
+			return true
+		}
+		_ = s.client.Wake(nil)
+	}
+	return s.resuming || s.parkedFD >= 0
+}
+
+// resume enrolls the parked VM descriptor on this loop again; its OnOpen
+// (onEnrolled) links it back to the session.
+func (s *session) resume() {
+	fd := s.parkedFD
+	s.parkedFD = -1
+	f := os.NewFile(uintptr(fd), "vncedge-upstream")
+	nc, err := net.FileConn(f) // dups fd; f's copy is closed below
+	_ = f.Close()
+	if err != nil {
+		s.closeWith(ws.StatusInternalServerError, reasonUpstreamError, "resume VNC connection: "+errText(err))
+		return
+	}
+	if _, err := s.ls.el.Enroll(gnet.NewContext(context.Background(), &s.upRef), nc); err != nil {
+		_ = nc.Close()
+		s.closeWith(ws.StatusInternalServerError, reasonUpstreamError, "resume VNC connection: "+errText(err))
+		return
+	}
+	s.resuming = true
+}

@@ -1,0 +1,320 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"vncedge/engine/webroot"
+	"vncedge/routing"
+)
+
+const (
+	// tickInterval is the resolution of every deadline: the coarse clock and
+	// the per-loop sweep both advance on it.
+	tickInterval = 250 * time.Millisecond
+	// pollInterval paces the checks of parked and closing sessions; gnet has
+	// no "socket drained" callback, so those are polled while any exist.
+	pollInterval = 2 * time.Millisecond
+	// highWater and lowWater bound what one session queues for a slow
+	// browser before its VM socket stops being read (DESIGN.md, backpressure).
+	highWater = 4 << 20
+	lowWater  = 512 << 10
+	// closeLinger bounds how long a closing session waits for its queued
+	// bytes and close frame to reach the browser.
+	closeLinger = 5 * time.Second
+	// maxPendingSetups bounds concurrent route lookups and dials.
+	maxPendingSetups = 4096
+)
+
+// Server is one vncedge proxy: a gnet engine for browsers and VMs plus an
+// admin HTTP listener. Create it with New, run it with Serve, stop it with
+// Shutdown.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	logq    *asyncHandler
+	router  *routing.Router
+	origins originPolicy
+	site    atomic.Pointer[webroot.Site]
+	met     *serverMetrics
+	cap     *capacity
+	listen  string // resolved listen address (a port 0 becomes a free port)
+
+	epoch time.Time
+	clock atomic.Int64 // nanoseconds since epoch, advanced by the ticker
+
+	nextID   atomic.Uint64
+	setups   chan struct{} // semaphore for worker goroutines
+	loops    sync.Map      // gnet.EventLoop -> *loopState
+	pollWake chan struct{}
+
+	booted   atomic.Bool
+	draining atomic.Bool
+	engMu    sync.Mutex
+	eng      gnet.Engine
+	admin    *http.Server
+	adminLn  net.Listener
+
+	stop         chan struct{}
+	stopOnce     sync.Once
+	shutdownOnce sync.Once
+	shutdownErr  error
+	served       chan struct{}
+}
+
+// New validates cfg and prepares a Server; nothing listens until Serve.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("engine config: %w", err)
+	}
+	origins, err := newOriginPolicy(cfg.Origins)
+	if err != nil {
+		return nil, fmt.Errorf("engine config: %w", err)
+	}
+	listen, err := resolveListen(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("engine config: listen: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		router:   cfg.Router,
+		origins:  origins,
+		met:      newServerMetrics(),
+		cap:      newCapacity(cfg.MaxSessions, cfg.MaxSessionsPerUpstream),
+		listen:   listen,
+		epoch:    time.Now(),
+		setups:   make(chan struct{}, maxPendingSetups),
+		pollWake: make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		served:   make(chan struct{}),
+	}
+	base := cfg.Logger
+	if base == nil {
+		base = slog.Default()
+	}
+	s.logq = newAsyncHandler(base.Handler(), 8192, s.met.logLinesDropped.Inc)
+	s.log = slog.New(s.logq)
+	if cfg.WebDir != "" {
+		site, err := webroot.Load(cfg.WebDir)
+		if err != nil {
+			return nil, fmt.Errorf("engine config: web root: %w", err)
+		}
+		s.site.Store(site)
+	}
+	s.met.set.NewGauge("vncedge_upstreams_active", func() float64 { return float64(s.cap.upstreams()) })
+	s.met.set.NewGauge("vncedge_draining", func() float64 {
+		if s.draining.Load() {
+			return 1
+		}
+		return 0
+	})
+	return s, nil
+}
+
+// resolveListen turns a port 0 into a concrete free port: with SO_REUSEPORT
+// every event loop binds its own socket, and they must share one port.
+func resolveListen(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	if port != "0" {
+		return addr, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)), nil
+}
+
+// Addr is the address WebSocket clients connect to.
+func (s *Server) Addr() string { return s.listen }
+
+// AdminAddr is the admin listener's address, or "" when it is off.
+func (s *Server) AdminAddr() string {
+	if s.adminLn == nil {
+		return ""
+	}
+	return s.adminLn.Addr().String()
+}
+
+// now is the coarse clock: nanoseconds since the server started.
+func (s *Server) now() int64 { return s.clock.Load() }
+
+// Serve runs the proxy until Shutdown completes or the engine fails.
+func (s *Server) Serve() error {
+	defer close(s.served)
+	if s.cfg.Admin != "" {
+		if err := s.startAdmin(); err != nil {
+			return err
+		}
+	}
+	go s.pollLoop()
+	opts := []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithReusePort(true),
+		gnet.WithTicker(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(gnetLogger{s.log}),
+	}
+	if s.cfg.Loops > 0 {
+		opts = append(opts, gnet.WithNumEventLoop(s.cfg.Loops))
+	}
+	s.log.Info("vncedge listening", "listen", s.listen, "admin", s.AdminAddr())
+	err := gnet.Run(&handler{s}, "tcp://"+s.listen, opts...)
+	s.stopOnce.Do(func() { close(s.stop) })
+	if s.admin != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = s.admin.Shutdown(ctx)
+		cancel()
+	}
+	s.log.Info("vncedge stopped")
+	s.logq.close()
+	if err != nil {
+		return fmt.Errorf("gnet: %w", err)
+	}
+	return nil
+}
+
+// Reload re-reads routing sources and the web root (SIGHUP). A source that
+// fails keeps serving its previous snapshot.
+func (s *Server) Reload() error {
+	s.met.reloads.Inc()
+	var errs []error
+	if err := s.router.Reload(); err != nil {
+		errs = append(errs, fmt.Errorf("routing: %w", err))
+	}
+	if s.cfg.WebDir != "" {
+		site, err := webroot.Load(s.cfg.WebDir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("web root: %w", err))
+		} else {
+			s.site.Store(site)
+		}
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		s.met.reloadErrors.Inc()
+	}
+	return err
+}
+
+// Shutdown drains the proxy: it stops accepting sessions (new upgrades get
+// 503 and /readyz fails, so load balancers move on), waits up to
+// DrainTimeout for sessions to end by themselves, closes the rest with 1001,
+// and stops. ctx bounds the whole operation.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.log.Info("draining", "sessions", s.cap.sessions(), "drain_timeout", s.cfg.DrainTimeout)
+	if s.cfg.DrainTimeout > 0 {
+		s.waitFor(ctx, s.cfg.DrainTimeout, func() bool { return s.cap.sessions() == 0 })
+	}
+	s.forEachLoop(func(ls *loopState) { _ = ls.el.Execute(context.Background(), gnet.RunnableFunc(ls.closeAll)) })
+	s.waitFor(ctx, closeLinger, func() bool { return s.met.connectionsOpen.Get() == 0 })
+
+	s.engMu.Lock()
+	eng := s.eng
+	s.engMu.Unlock()
+	if !s.booted.Load() {
+		s.stopOnce.Do(func() { close(s.stop) })
+		return nil
+	}
+	if err := eng.Stop(ctx); err != nil {
+		return fmt.Errorf("stop engine: %w", err)
+	}
+	select {
+	case <-s.served:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// waitFor polls cond until it holds, d passes, or ctx ends.
+func (s *Server) waitFor(ctx context.Context, d time.Duration, cond func() bool) {
+	deadline := time.Now().Add(d)
+	for !cond() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) forEachLoop(f func(*loopState)) {
+	s.loops.Range(func(_, v any) bool {
+		f(v.(*loopState))
+		return true
+	})
+}
+
+// loopFor returns the state of the event loop el, creating it on first use.
+// Only the loop itself creates its entry, from OnOpen, so LoadOrStore never
+// races with a second creator for the same loop.
+func (s *Server) loopFor(el gnet.EventLoop) *loopState {
+	if v, ok := s.loops.Load(el); ok {
+		return v.(*loopState)
+	}
+	ls := newLoopState(s, el)
+	v, _ := s.loops.LoadOrStore(el, ls)
+	return v.(*loopState)
+}
+
+// pollLoop runs the parked/closing checks of every loop that has any, every
+// pollInterval, and sleeps when no loop needs it.
+func (s *Server) pollLoop() {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		busy := false
+		s.forEachLoop(func(ls *loopState) {
+			if ls.pending.Load() > 0 {
+				busy = true
+				_ = ls.el.Execute(context.Background(), ls.pollRunnable)
+			}
+		})
+		if !busy {
+			select {
+			case <-s.pollWake:
+			case <-s.stop:
+				return
+			}
+			continue
+		}
+		select {
+		case <-t.C:
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+func (s *Server) wakePoller() {
+	select {
+	case s.pollWake <- struct{}{}:
+	default:
+	}
+}
+
+// nextSessionID returns a short, unique, log-friendly id.
+func (s *Server) nextSessionID() string {
+	return strconv.FormatUint(s.nextID.Add(1), 36)
+}

@@ -1,0 +1,432 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+
+	"vncedge/routing"
+	"vncedge/wsframe"
+)
+
+// state is where a session is in its one-way life.
+type state uint8
+
+const (
+	stHandshake state = iota // reading the HTTP request head (also serves static files)
+	stResolving              // upgrade accepted; route lookup on a worker
+	stDialing                // target known and allowed; connect on a worker
+	stRelaying               // 101 sent, bytes flow both ways
+	stClosing                // close frame queued; waiting for the browser socket to drain
+	stClosed
+)
+
+var stateNames = [...]string{"handshake", "resolving", "dialing", "relaying", "closing", "closed"}
+
+func (st state) String() string { return stateNames[st] }
+
+// wireMode is the negotiated payload encoding towards the browser.
+type wireMode uint8
+
+const (
+	modeBinary wireMode = iota // binary frames ("binary" or no subprotocol)
+	modeBase64                 // text frames of base64 (websockify's legacy "base64")
+)
+
+// inbound is the browser->VM frame parser's state between reads: a data
+// frame's payload is forwarded as it arrives, so a frame can span reads.
+type inbound struct {
+	remaining int64   // payload bytes of the current data frame not yet seen
+	mask      [4]byte // its masking key
+	maskOff   int     // position in the mask cycle of the next payload byte
+	fin       bool    // the current frame ends its message
+	inMessage bool    // a fragmented message is in progress
+	b64       wsframe.Base64Decoder
+}
+
+// session is one browser connection and, once routed, its VM connection.
+// Every field is owned by the session's event loop.
+type session struct {
+	ls    *loopState
+	srv   *Server
+	id    string
+	state state
+	slot  int // index in ls.sessions
+
+	client           gnet.Conn // browser socket; nil once closed
+	upstream         gnet.Conn // VM socket; nil before enroll, while parked, after close
+	clientRef, upRef connRef
+
+	remote   string
+	opened   int64 // coarse clock at accept
+	started  time.Time
+	deadline int64 // handshake or closing deadline (coarse clock)
+
+	// Upgrade results, held until the VM answers.
+	upgradeResp *bytebufferpool.ByteBuffer
+	mode        wireMode
+	route       routing.Route
+	target      routing.Target
+	counted     bool // holds a global session slot
+	upstreamKey string
+
+	in  inbound
+	hdr [wsframe.MaxHeaderSize]byte
+	iov [2][]byte
+
+	lastRecv   int64 // last byte from the browser
+	lastActive int64 // last byte either way
+	pingSent   int64 // when an unanswered ping went out; 0 when none
+
+	toUpstream, toClient int64 // bytes relayed, payload only
+	flushedUp, flushedDn int64 // part of the above already added to metrics
+
+	parkedFD  int  // dup of the VM socket while parked for backpressure; -1 otherwise
+	parking   bool // the next upstream OnClose is a park, not an end
+	resuming  bool // the parked VM socket is being enrolled again
+	inputHeld bool // browser input left unread because the VM is not reading
+	waiting   bool // on the loop's poll list
+
+	code   ws.StatusCode
+	why    closeReason
+	reason string
+}
+
+func newSession(ls *loopState, c gnet.Conn) *session {
+	srv := ls.srv
+	now := srv.now()
+	s := &session{
+		ls: ls, srv: srv, client: c, opened: now, started: time.Now(),
+		lastRecv: now, lastActive: now, parkedFD: -1, slot: -1,
+	}
+	s.clientRef = connRef{s: s}
+	s.upRef = connRef{s: s, upstream: true}
+	if a := c.RemoteAddr(); a != nil {
+		s.remote = a.String()
+	}
+	if d := srv.cfg.HandshakeTimeout; d > 0 {
+		s.deadline = now + int64(d)
+	}
+	c.SetContext(&s.clientRef)
+	ls.add(s)
+	srv.met.connectionsOpen.Inc()
+	return s
+}
+
+// onClientTraffic handles bytes from the browser.
+func (s *session) onClientTraffic(c gnet.Conn) gnet.Action {
+	if c != s.client {
+		return gnet.Close // a stale socket; should not happen
+	}
+	now := s.srv.now()
+	s.lastRecv, s.pingSent = now, 0
+	switch s.state {
+	case stHandshake:
+		return s.readRequest(c)
+	case stRelaying:
+		s.lastActive = now
+		return s.relayFromClient(c)
+	case stResolving, stDialing:
+		return s.holdInput(c)
+	default:
+		// Closing: the browser may still send its close echo; discard it.
+		_, _ = c.Discard(-1)
+		return gnet.None
+	}
+}
+
+// holdInput leaves browser bytes in gnet's inbound buffer until the VM can
+// take them, but caps them: gnet keeps reading a socket whatever we do.
+func (s *session) holdInput(c gnet.Conn) gnet.Action {
+	if max := s.srv.cfg.MaxBuffered; max > 0 && c.InboundBuffered() > max {
+		if s.state == stRelaying {
+			s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "VNC server is not reading")
+			return gnet.None
+		}
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// onUpstreamTraffic handles bytes from the VM.
+func (s *session) onUpstreamTraffic(c gnet.Conn) gnet.Action {
+	if c != s.upstream || s.state != stRelaying {
+		_, _ = c.Discard(-1)
+		return gnet.Close
+	}
+	s.lastActive = s.srv.now()
+	return s.relayFromUpstream(c)
+}
+
+// onEnrolled runs when a VM socket joins the loop, first after the dial and
+// again after every backpressure park.
+func (s *session) onEnrolled(c gnet.Conn, upstream bool) gnet.Action {
+	if !upstream {
+		return gnet.Close // only VM sockets are ever enrolled
+	}
+	if s.resuming {
+		s.resuming = false
+		if s.state != stRelaying {
+			return gnet.Close
+		}
+		s.upstream = c
+		if s.inputHeld && s.client != nil {
+			_ = s.client.Wake(nil)
+		}
+		return gnet.None
+	}
+	if s.state != stDialing {
+		return gnet.Close // the browser left while we dialled
+	}
+	s.upstream = c
+	s.startRelay()
+	return gnet.None
+}
+
+// startRelay sends the held 101 and opens the session for traffic.
+func (s *session) startRelay() {
+	s.state = stRelaying
+	now := s.srv.now()
+	s.lastActive, s.lastRecv = now, now
+	_, _ = s.client.Write(s.upgradeResp.B)
+	s.releaseUpgradeResp()
+	s.srv.met.sessionsOpened.Inc()
+	s.srv.log.LogAttrs(context.Background(), slog.LevelInfo, "session open",
+		slog.String("session", s.id), slog.String("client", s.remote),
+		slog.String("route", s.route.Kind.String()), slog.String("target", s.target.Name),
+		slog.String("upstream", s.target.Addr.String()), slog.String("token", s.target.TokenHash),
+		slog.String("protocol", s.modeName()))
+	if s.client != nil && s.client.InboundBuffered() > 0 {
+		_ = s.client.Wake(nil) // frames that arrived with or right after the upgrade
+	}
+}
+
+func (s *session) modeName() string {
+	if s.mode == modeBase64 {
+		return "base64"
+	}
+	return "binary"
+}
+
+func (s *session) releaseUpgradeResp() {
+	if s.upgradeResp != nil {
+		bytebufferpool.Put(s.upgradeResp)
+		s.upgradeResp = nil
+	}
+}
+
+// onUpstreamClose handles the VM socket going away: a park, or the end.
+func (s *session) onUpstreamClose(c gnet.Conn, err error) {
+	if c != s.upstream {
+		return // stale (already replaced or the session is over)
+	}
+	s.upstream = nil
+	if s.parking {
+		s.parking = false
+		return
+	}
+	if s.state != stRelaying {
+		return
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		s.closeWith(ws.StatusNormalClosure, reasonUpstreamClosed, "VNC server closed the connection")
+		return
+	}
+	s.closeWith(ws.StatusInternalServerError, reasonUpstreamError, "VNC server connection failed: "+errText(err))
+}
+
+// onClientClose handles the browser socket going away, for whatever reason.
+func (s *session) onClientClose(c gnet.Conn, err error) {
+	if c != s.client {
+		return
+	}
+	s.client = nil
+	switch s.state {
+	case stRelaying:
+		s.why = reasonClientGone
+	case stResolving, stDialing:
+		s.why = reasonClientGone
+		s.srv.met.upgradesFailed[rejectClientGone].Inc()
+	}
+	s.finish()
+}
+
+// closeWith starts the end of a relaying session: a close frame with code
+// and reason goes to the browser after everything already queued for it;
+// the VM socket closes now; the browser socket closes once drained.
+func (s *session) closeWith(code ws.StatusCode, why closeReason, reason string) {
+	if s.state >= stClosing {
+		return
+	}
+	s.code, s.why, s.reason = code, why, reason
+	s.state = stClosing
+	s.closeUpstream()
+	if s.client == nil {
+		s.finish()
+		return
+	}
+	buf := bytebufferpool.Get()
+	buf.B = wsframe.AppendClose(buf.B[:0], code, reason)
+	_, _ = s.client.Write(buf.B)
+	bytebufferpool.Put(buf)
+	if s.client == nil { // the write failed and gnet closed it under us
+		return
+	}
+	s.deadline = s.srv.now() + int64(closeLinger)
+	s.closeClientWhenDrained()
+}
+
+// closeClientWhenDrained closes the browser socket once gnet has written
+// everything queued for it: gnet's own close drops what the socket refuses.
+func (s *session) closeClientWhenDrained() {
+	if s.client.OutboundBuffered() == 0 {
+		_ = s.client.Close()
+		return
+	}
+	s.ls.wait(s)
+}
+
+func (s *session) closeUpstream() {
+	if s.upstream != nil {
+		_ = s.upstream.Close()
+		s.upstream = nil
+	}
+	if s.parkedFD >= 0 {
+		_ = syscall.Close(s.parkedFD)
+		s.parkedFD = -1
+	}
+}
+
+// finish releases everything the session holds; it runs exactly once, when
+// the browser socket is gone.
+func (s *session) finish() {
+	if s.state == stClosed {
+		return
+	}
+	prev := s.state
+	s.state = stClosed
+	s.closeUpstream()
+	s.releaseUpgradeResp()
+	s.ls.remove(s)
+	srv := s.srv
+	srv.met.connectionsOpen.Dec()
+	if s.upstreamKey != "" {
+		srv.cap.releaseUpstream(s.upstreamKey)
+		s.upstreamKey = ""
+	}
+	if !s.counted {
+		return
+	}
+	s.counted = false
+	srv.cap.releaseSession()
+	srv.met.sessionsActive.Dec()
+	s.flushCounters()
+	if prev < stRelaying && s.why == reasonClientClosed {
+		s.why = reasonClientGone
+	}
+	srv.met.sessionsClosed[s.why].Inc()
+	d := time.Since(s.started)
+	srv.met.sessionSeconds.Update(d.Seconds())
+	code := int(s.code)
+	if s.why == reasonClientGone {
+		code = int(ws.StatusAbnormalClosure)
+	}
+	srv.log.LogAttrs(context.Background(), slog.LevelInfo, "session close",
+		slog.String("session", s.id), slog.String("client", s.remote),
+		slog.String("target", s.target.Name), slog.String("reason", s.why.String()),
+		slog.Int("code", code), slog.String("detail", s.reason),
+		slog.Int64("bytes_to_vm", s.toUpstream), slog.Int64("bytes_to_browser", s.toClient),
+		slog.Duration("duration", d))
+}
+
+// flushCounters adds the bytes relayed since the last flush to the global
+// counters; per-message updates stay local to the session.
+func (s *session) flushCounters() {
+	if d := s.toUpstream - s.flushedUp; d > 0 {
+		s.srv.met.bytesToUpstream.AddInt64(d)
+		s.flushedUp = s.toUpstream
+	}
+	if d := s.toClient - s.flushedDn; d > 0 {
+		s.srv.met.bytesToClient.AddInt64(d)
+		s.flushedDn = s.toClient
+	}
+}
+
+// checkDeadlines runs from the loop's sweep.
+func (s *session) checkDeadlines(now int64) {
+	cfg := &s.srv.cfg
+	switch s.state {
+	case stHandshake:
+		if s.deadline > 0 && now > s.deadline {
+			s.srv.met.upgradesFailed[rejectTimeout].Inc()
+			s.rejectHTTP(408, "handshake timeout")
+		}
+	case stRelaying:
+		s.flushCounters()
+		if cfg.IdleTimeout > 0 && now-s.lastActive > int64(cfg.IdleTimeout) {
+			s.closeWith(ws.StatusGoingAway, reasonIdleTimeout, "idle timeout")
+			return
+		}
+		if cfg.PingInterval <= 0 || s.inputHeld {
+			return
+		}
+		if s.pingSent == 0 {
+			if now-s.lastRecv >= int64(cfg.PingInterval) {
+				s.pingSent = now
+				_, _ = s.client.Write(pingFrame)
+			}
+		} else if cfg.PongTimeout > 0 && now-s.pingSent > int64(cfg.PongTimeout) {
+			s.closeWith(ws.StatusGoingAway, reasonPongTimeout, "no pong from the browser")
+		}
+	case stClosing:
+		if now > s.deadline && s.client != nil {
+			_ = s.client.Close()
+		}
+	}
+}
+
+// pingFrame is an empty server ping; immutable, shared by all sessions.
+var pingFrame = wsframe.AppendFrame(nil, true, ws.OpPing, nil)
+
+// pollWaiting re-checks a session on the poll list and reports whether it
+// still has to wait.
+func (s *session) pollWaiting() bool {
+	switch s.state {
+	case stClosing:
+		if s.client == nil {
+			return false
+		}
+		if s.client.OutboundBuffered() == 0 || s.srv.now() > s.deadline {
+			_ = s.client.Close()
+			return false
+		}
+		return true
+	case stRelaying:
+		return s.pollBackpressure()
+	default:
+		return false
+	}
+}
+
+// errText is err's message without the "read: " decoration noise, for
+// close reasons a person reads in noVNC.
+func errText(err error) string {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err.Error()
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	return err.Error()
+}
