@@ -61,10 +61,17 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		fmt.Fprintf(stderr, "vncedge: %v\nRun 'vncedge --help' for the flags and the config file format.\n", err)
 		return exitUsage
 	}
+	defer func() {
+		if err := cfg.Router.Close(); err != nil {
+			logger.Warn("closing token sources", "err", err)
+		}
+	}()
+	// engine.New only checks and prepares (nothing listens yet), so its
+	// errors are configuration errors too.
 	srv, err := engine.New(cfg)
 	if err != nil {
-		logger.Error("cannot start", "err", err)
-		return exitRuntime
+		fmt.Fprintf(stderr, "vncedge: %v\nRun 'vncedge --help' for the flags and the config file format.\n", err)
+		return exitUsage
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -77,24 +84,39 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		watchers.Go(func() { tokens.Watch(ctx, opts.tokenWatch, logger) })
 	}
 
-	logger.Info("vncedge starting", "version", versionString(), "listen", cfg.Listen,
-		"admin", cfg.Admin, "loops", cfg.Loops, "config", opts.configFile)
+	logger.Info("vncedge starting", "version", versionString(), "config", opts.configFile,
+		"allow", len(opts.allow), "token_file", opts.tokenFile)
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve() }()
-	return supervise(srv, cfg.DrainTimeout, serveDone, signals, logger)
+	sv := supervisor{srv: srv, drain: cfg.DrainTimeout, dupWindow: duplicateSignalWindow, logger: logger}
+	return sv.run(serveDone, signals)
 }
 
-// server is what supervise needs from *engine.Server.
+// duplicateSignalWindow: a stop signal this soon after the first one is
+// taken as the same request delivered twice, not an operator insisting.
+// timeout(1), for one, signals both its child and the child's process group.
+const duplicateSignalWindow = 500 * time.Millisecond
+
+// server is what the supervisor needs from *engine.Server.
 type server interface {
 	Shutdown(ctx context.Context) error
 	Reload() error
 }
 
-// supervise waits for the server to stop or for signals, and returns the
-// exit code. A stop signal starts a drain; a second one exits at once.
-func supervise(srv server, drain time.Duration, serveDone <-chan error,
-	signals <-chan os.Signal, logger *slog.Logger) int {
+// supervisor maps signals to the server's Shutdown and Reload.
+type supervisor struct {
+	srv       server
+	drain     time.Duration // the server's drain timeout, to bound Shutdown
+	dupWindow time.Duration // see duplicateSignalWindow
+	logger    *slog.Logger
+}
+
+// run waits for the server to stop or for signals, and returns the exit
+// code. A stop signal starts a drain; a second one exits at once.
+func (sv supervisor) run(serveDone <-chan error, signals <-chan os.Signal) int {
+	srv, drain, logger := sv.srv, sv.drain, sv.logger
 	var (
+		drainStart   time.Time
 		draining     bool
 		shutdownDone chan error // nil until a drain begins, and after it reports
 		grace        <-chan time.Time
@@ -127,12 +149,14 @@ func supervise(srv server, drain time.Duration, serveDone <-chan error,
 			return exitRuntime
 		case sig := <-signals:
 			switch {
+			case isStop(sig) && draining && time.Since(drainStart) < sv.dupWindow:
+				logger.Debug("duplicate stop signal ignored", "signal", sig.String())
 			case isStop(sig) && draining:
 				logger.Warn("second signal: exiting without waiting for the drain", "signal", sig.String())
 				return exitRuntime
 			case isStop(sig):
-				logger.Info("draining", "signal", sig.String(), "drain_timeout", drain.String())
-				draining = true
+				logger.Info("stop signal: draining", "signal", sig.String(), "drain_timeout", drain.String())
+				draining, drainStart = true, time.Now()
 				shutdownDone = make(chan error, 1)
 				go func(done chan<- error) {
 					ctx, cancel := context.WithTimeout(context.Background(), drain+shutdownGrace)

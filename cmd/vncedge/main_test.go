@@ -67,6 +67,11 @@ func TestRunHelpVersionAndUsageErrors(t *testing.T) {
 		{args: []string{"--config", "/nonexistent/vncedge.yaml"}, code: 2, stderr: "/nonexistent/vncedge.yaml", noStdout: true},
 		// parses, but engine.Config.Validate refuses it
 		{args: []string{"--listen", "", "--admin", ""}, code: 2, stderr: "listen", noStdout: true},
+		// engine.New refuses it before anything listens
+		{args: []string{"--listen", "127.0.0.1:0", "--admin", "", "--web", "/nonexistent/novnc"}, code: 2, stderr: "/nonexistent/novnc", noStdout: true},
+		{args: []string{"--listen", "127.0.0.1:0", "--admin", "", "--origin", "https://*"}, code: 2, stderr: "origin", noStdout: true},
+		// routing.New refuses the allow-list
+		{args: []string{"--listen", "127.0.0.1:0", "--admin", "", "--allow", "10.0.0.0/33"}, code: 2, stderr: "10.0.0.0/33", noStdout: true},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -101,7 +106,7 @@ func TestRunTokenFileErrors(t *testing.T) {
 	}
 }
 
-// fakeServer stands in for *engine.Server in supervise's tests.
+// fakeServer stands in for *engine.Server in the supervisor's tests.
 type fakeServer struct {
 	serveDone chan error
 	// reloadErrs[i] is what the i-th Reload returns (nil past its end).
@@ -141,14 +146,15 @@ func (f *fakeServer) Shutdown(ctx context.Context) error {
 	return f.shutdownErr
 }
 
-// startSupervise runs supervise on srv and returns the signal channel and
+// startSupervise runs a supervisor on srv and returns the signal channel and
 // a channel with its exit code.
 func startSupervise(t *testing.T, srv *fakeServer, log *syncBuffer) (chan<- os.Signal, <-chan int) {
 	t.Helper()
 	signals := make(chan os.Signal) // unbuffered: a send returns once supervise took it
 	code := make(chan int, 1)
 	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	go func() { code <- supervise(srv, time.Second, srv.serveDone, signals, logger) }()
+	sv := supervisor{srv: srv, drain: time.Second, logger: logger}
+	go func() { code <- sv.run(srv.serveDone, signals) }()
 	return signals, code
 }
 
@@ -158,7 +164,7 @@ func exitCode(t *testing.T, code <-chan int) int {
 	case c := <-code:
 		return c
 	case <-time.After(hangGuard):
-		t.Fatal("supervise did not return")
+		t.Fatal("the supervisor did not return")
 		return -1
 	}
 }
@@ -168,7 +174,7 @@ func send(t *testing.T, signals chan<- os.Signal, sig os.Signal) {
 	select {
 	case signals <- sig:
 	case <-time.After(hangGuard):
-		t.Fatalf("supervise did not take %v", sig)
+		t.Fatalf("the supervisor did not take %v", sig)
 	}
 }
 
@@ -191,7 +197,7 @@ func TestSuperviseReloadThenDrain(t *testing.T) {
 	if n := srv.shutdowns.Load(); n != 1 {
 		t.Errorf("%d shutdowns, want 1", n)
 	}
-	for _, want := range []string{"msg=reloaded", "reload failed", "bad line 3", "msg=draining", "signal=terminated", "msg=stopped"} {
+	for _, want := range []string{"msg=reloaded", "reload failed", "bad line 3", "stop signal: draining", "signal=terminated", "msg=stopped"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, log.String())
 		}
@@ -227,6 +233,27 @@ func TestSuperviseSecondSignalForcesExit(t *testing.T) {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, log.String())
 		}
+	}
+}
+
+func TestSuperviseDuplicateStopSignal(t *testing.T) {
+	var log syncBuffer
+	srv := &fakeServer{serveDone: make(chan error, 1), release: make(chan struct{}), stopServe: true}
+	signals := make(chan os.Signal)
+	code := make(chan int, 1)
+	logger := slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// A window no test run can outlast: the second signal is a duplicate.
+	sv := supervisor{srv: srv, drain: time.Second, dupWindow: time.Hour, logger: logger}
+	go func() { code <- sv.run(srv.serveDone, signals) }()
+
+	send(t, signals, syscall.SIGTERM)
+	send(t, signals, syscall.SIGTERM)
+	close(srv.release) // the drain ends by itself
+	if c := exitCode(t, code); c != exitOK {
+		t.Errorf("exit code %d, want 0 (the duplicate must not force an exit); log:\n%s", c, log.String())
+	}
+	if !strings.Contains(log.String(), "duplicate stop signal ignored") {
+		t.Errorf("log lacks the duplicate:\n%s", log.String())
 	}
 }
 
