@@ -51,4 +51,3 @@ func wantError(t testing.TB, err error, status int, sentinel error) {
 		t.Fatalf("err %d %v has no reason", e.Status, e.Err)
 	}
 }
-

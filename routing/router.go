@@ -199,7 +199,9 @@ func (r *Router) classifyPath(target []byte) (Route, error) {
 	if n := len(target); n > 0 && target[n-1] == '/' {
 		target = target[:n-1]
 	}
-	ap, err := parsePathTarget(target, r.defaultPort)
+	// One copy out of the reused buffer; parsing slices it without copying.
+	s := string(target)
+	ap, err := parsePathTarget(s, r.defaultPort)
 	if err != nil {
 		return Route{}, err
 	}
@@ -207,54 +209,44 @@ func (r *Router) classifyPath(target []byte) (Route, error) {
 		return Route{}, err
 	}
 	var out [64]byte
-	return Route{Kind: KindPath, Target: string(ap.AppendTo(out[:0]))}, nil
+	if norm := ap.AppendTo(out[:0]); string(norm) != s {
+		s = string(norm)
+	}
+	return Route{Kind: KindPath, Target: s}, nil
 }
 
 // parsePathTarget accepts ip, ip:port, [ipv6] and [ipv6]:port. IPv6 needs
 // brackets (fd00::1:5902 is ambiguous); zones are refused (they would let the
 // client pick our interface). The result is unmapped.
-func parsePathTarget(t []byte, defPort uint16) (netip.AddrPort, error) {
-	if len(t) == 0 {
+func parsePathTarget(t string, defPort uint16) (netip.AddrPort, error) {
+	if t == "" {
 		return netip.AddrPort{}, badTarget("missing target after path prefix")
 	}
-	var host, port []byte
+	var host, port string
 	hasPort := false
 	if t[0] == '[' {
-		end := bytes.IndexByte(t, ']')
+		end := strings.IndexByte(t, ']')
 		if end < 0 {
 			return netip.AddrPort{}, badTarget("missing ']' in IPv6 target")
 		}
 		host, port = t[1:end], t[end+1:]
-		if len(port) > 0 {
+		if port != "" {
 			if port[0] != ':' {
 				return netip.AddrPort{}, badTarget("unexpected text after ']'")
 			}
 			port, hasPort = port[1:], true
-			if len(port) == 0 {
-				return netip.AddrPort{}, badTarget("empty port")
-			}
 		}
 	} else {
-		colons := 0
-		for _, c := range t {
-			if c == ':' {
-				colons++
-			}
-		}
-		switch colons {
+		switch strings.Count(t, ":") {
 		case 0:
 			host = t
 		case 1:
-			i := bytes.IndexByte(t, ':')
-			host, port, hasPort = t[:i], t[i+1:], true
-			if len(port) == 0 {
-				return netip.AddrPort{}, badTarget("empty port")
-			}
+			host, port, hasPort = strings.Cut(t, ":")
 		default:
 			return netip.AddrPort{}, badTarget("IPv6 target needs brackets: /vnc/[addr]:port")
 		}
 	}
-	addr, err := parseAddrBytes(host)
+	addr, err := netip.ParseAddr(host)
 	if err != nil {
 		if looksLikeHostName(host) {
 			return netip.AddrPort{}, badTarget("path routes take IP literals only, not host names")
@@ -269,7 +261,7 @@ func parsePathTarget(t []byte, defPort uint16) (netip.AddrPort, error) {
 	}
 	p := defPort
 	if hasPort {
-		n, err := parsePort(string(port))
+		n, err := parsePort(port)
 		if err != nil {
 			return netip.AddrPort{}, badTarget(err.Error())
 		}

@@ -2,7 +2,7 @@ package routing
 
 import (
 	"bytes"
-	"net/netip"
+	"strings"
 )
 
 // stripAuthority turns an absolute-form request target
@@ -85,10 +85,6 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-func parseAddrBytes(b []byte) (netip.Addr, error) {
-	return netip.ParseAddr(string(b))
-}
-
 // validHostName accepts DNS names of letters, digits, '-' and '_' in labels
 // of 1-63 bytes, 253 bytes at most, one trailing dot allowed. It keeps
 // garbage from token sources away from the resolver.
@@ -127,13 +123,7 @@ func validHostName(s string) bool {
 
 // looksLikeHostName tells a host name (to explain that path routes refuse
 // them) from other garbage.
-func looksLikeHostName(b []byte) bool {
-	letter := false
-	for _, c := range b {
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
-			letter = true
-			break
-		}
-	}
-	return letter && validHostName(string(b))
+func looksLikeHostName(s string) bool {
+	return strings.ContainsFunc(s, func(c rune) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }) &&
+		validHostName(s)
 }
