@@ -22,12 +22,13 @@ func AppendBase64(dst, src []byte) []byte {
 
 // Base64Decoder decodes one base64 text message that arrives in arbitrary chunks: a frame's
 // payload is streamed as it arrives, and a message can span continuation frames. It carries at
-// most 3 bytes between calls; the zero value is ready. After an error the message is lost: call
-// End to get ready for the next one.
+// most 3 bytes between calls; the zero value is ready. An error spoils the rest of the message:
+// Decode keeps failing and End reports it, then the decoder is ready for the next message.
 type Base64Decoder struct {
 	carry  [4]byte // start of a quantum not yet complete
 	n      int     // bytes used in carry, 0..3 between calls
 	padded bool    // a padded quantum was seen: the message must end here
+	failed bool    // Decode returned an error for this message
 }
 
 // Decode appends the bytes decodable so far to dst. It accepts standard base64 with padding only
@@ -35,6 +36,18 @@ type Base64Decoder struct {
 // (unlike encoding/base64, which skips CR and LF). Errors wrap ErrBase64.
 // It allocates nothing when dst has room for len(src)/4*3+3 more bytes.
 func (d *Base64Decoder) Decode(dst, src []byte) ([]byte, error) {
+	out, err := d.decode(dst, src)
+	if err != nil {
+		d.failed = true
+		return dst, err
+	}
+	return out, nil
+}
+
+func (d *Base64Decoder) decode(dst, src []byte) ([]byte, error) {
+	if d.failed {
+		return dst, fmt.Errorf("%w: message failed earlier", ErrBase64)
+	}
 	if len(src) == 0 {
 		return dst, nil
 	}
@@ -90,9 +103,12 @@ func (d *Base64Decoder) decodeQuanta(dst, src []byte) ([]byte, error) {
 // End finishes the message: it reports an error if a partial quantum is left, and resets the
 // decoder for the next message.
 func (d *Base64Decoder) End() error {
-	n := d.n
+	n, failed := d.n, d.failed
 	*d = Base64Decoder{}
-	if n != 0 {
+	switch {
+	case failed:
+		return fmt.Errorf("%w: message failed earlier", ErrBase64)
+	case n != 0:
 		return fmt.Errorf("%w: message ends with %d bytes of an incomplete quantum", ErrBase64, n)
 	}
 	return nil

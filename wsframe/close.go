@@ -56,7 +56,7 @@ func CloseCodeFor(err error) ws.StatusCode {
 // rejects) gives an empty payload, which the peer reads as 1005.
 func AppendClose(dst []byte, code ws.StatusCode, reason string) []byte {
 	start := len(dst)
-	dst = slices.Grow(dst, 2+MaxControlPayload)
+	dst = slices.Grow(dst, 4+min(len(reason), maxCloseReason))
 	dst = append(dst, finBit|byte(ws.OpClose), 0)
 	if validWireCode(code) {
 		dst = binary.BigEndian.AppendUint16(dst, uint16(code))
