@@ -3,8 +3,6 @@ package routing
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -37,14 +35,7 @@ func BenchmarkTokenFileLookup(b *testing.B) {
 	for i := range 10000 {
 		fmt.Fprintf(&sb, "tok%06d: 10.%d.%d.%d:5901\n", i, i>>16&255, i>>8&255, i&255)
 	}
-	p := filepath.Join(b.TempDir(), "tokens")
-	if err := os.WriteFile(p, []byte(sb.String()), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	tf, err := NewTokenFile(p)
-	if err != nil {
-		b.Fatal(err)
-	}
+	tf, _ := tempTokenFile(b, sb.String())
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -226,20 +225,14 @@ func (s *reloadSource) Reload() error { s.reloads++; return s.err }
 func (s *reloadSource) Close() error  { s.closed = true; return s.err }
 
 func TestRouterReloadClose(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "tokens")
-	writeFile(t, p, "vm1: 10.0.0.1:5901\n")
-	tf, err := NewTokenFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tf, p := tempTokenFile(t, "vm1: 10.0.0.1:5901\n")
 	good := &reloadSource{mapSource: mapSource{name: "good"}}
 	bad := &reloadSource{mapSource: mapSource{name: "bad"}, err: errors.New("boom")}
 	plain := &mapSource{name: "plain"}
 	r := newRouter(t, Config{Sources: []TokenSource{tf, good, bad, plain}})
 
 	writeFile(t, p, "vm2: 10.0.0.2:5901\n")
-	err = r.Reload()
+	err := r.Reload()
 	if err == nil || !strings.Contains(err.Error(), "reload bad: boom") || strings.Contains(err.Error(), "good") {
 		t.Fatalf("Reload = %v", err)
 	}

@@ -103,11 +103,23 @@ func TestParseTokenFileLineEndings(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, path, data string) {
+func writeFile(t testing.TB, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// tempTokenFile writes data to a fresh file and loads it, failing on any error.
+func tempTokenFile(t testing.TB, data string) (*TokenFile, string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tokens")
+	writeFile(t, p, data)
+	tf, err := NewTokenFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tf, p
 }
 
 func lookup(t *testing.T, tf *TokenFile, token string) string {
@@ -123,12 +135,7 @@ func lookup(t *testing.T, tf *TokenFile, token string) string {
 }
 
 func TestTokenFileSingle(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "tokens")
-	writeFile(t, p, "vm1: 10.0.0.1:5901\n")
-	tf, err := NewTokenFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tf, p := tempTokenFile(t, "vm1: 10.0.0.1:5901\n")
 	if got := lookup(t, tf, "vm1"); got != "10.0.0.1:5901" {
 		t.Fatalf("vm1 = %q", got)
 	}
@@ -150,7 +157,7 @@ func TestTokenFileSingle(t *testing.T) {
 
 	// Bad lines: the good ones take effect, the bad ones are reported with the file name.
 	writeFile(t, p, "vm3: 10.0.0.3:5901\nbroken\n")
-	err = tf.Reload()
+	err := tf.Reload()
 	if err == nil || !strings.Contains(err.Error(), p+":2:") {
 		t.Fatalf("reload with a bad line: %v", err)
 	}
@@ -237,13 +244,8 @@ func TestTokenFileDirectory(t *testing.T) {
 }
 
 func TestTokenFileWatch(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "tokens")
-	writeFile(t, p, "vm1: 10.0.0.1:5901\n")
-	tf, err := NewTokenFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tf, p := tempTokenFile(t, "vm1: 10.0.0.1:5901\n")
+	dir := filepath.Dir(p)
 	var logBuf syncBuffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -316,12 +318,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestTokenFileConcurrentLookupReload(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "tokens")
-	writeFile(t, p, "a: 10.0.0.1:5901\nb: 10.0.0.2:5901\n")
-	tf, err := NewTokenFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tf, p := tempTokenFile(t, "a: 10.0.0.1:5901\nb: 10.0.0.2:5901\n")
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 4 {
