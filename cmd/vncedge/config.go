@@ -36,6 +36,7 @@ type options struct {
 	logLevel   slog.Level
 	logFormat  string
 	version    bool
+	check      bool
 }
 
 func defaultOptions() options {
@@ -139,6 +140,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 
 	fs.StringVar(&o.configFile, "config", o.configFile, "")
 	fs.BoolVar(&o.version, "version", o.version, "")
+	fs.BoolVar(&o.check, "check", o.check, "")
 	return fs
 }
 
@@ -147,8 +149,8 @@ func refusedInFile(name string) string {
 	switch name {
 	case "config":
 		return "a config file cannot name another config file"
-	case "version":
-		return "--version belongs on the command line"
+	case "version", "check":
+		return "--" + name + " belongs on the command line"
 	}
 	return ""
 }

@@ -72,6 +72,7 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--log-level", "WARN"}, func(o options) bool { return o.logLevel == slog.LevelWarn }},
 		{[]string{"--log-format", "json"}, func(o options) bool { return o.logFormat == "json" }},
 		{[]string{"--version"}, func(o options) bool { return o.version }},
+		{[]string{"--check"}, func(o options) bool { return o.check }},
 	}
 	for _, tc := range tests {
 		if tc.check == nil {
@@ -363,6 +364,7 @@ func TestParseConfigFileErrors(t *testing.T) {
 		{"duplicate", "listen: a\nloops: 1\nlisten: b\n", []string{"line 3", `"listen"`, "line 1"}},
 		{"config in config", "config: other.yaml\n", []string{"line 1", `key "config"`}},
 		{"version in file", "version: true\n", []string{"line 1", `key "version"`}},
+		{"check in file", "check: true\n", []string{"line 1", `key "check"`}},
 		{"not a mapping", "- listen\n", []string{"line 1", "top level must be a mapping"}},
 		{"scalar document", "listen\n", []string{"top level must be a mapping"}},
 		{"two documents", "listen: a\n---\nloops: 1\n", []string{"more than one YAML document"}},
@@ -405,7 +407,7 @@ func TestHelpMentionsEveryFlag(t *testing.T) {
 		"listen", "admin", "allow", "origin", "token-file", "token-path", "web", "config",
 		"handshake-timeout", "connect-timeout", "idle-timeout", "ping-interval", "pong-timeout",
 		"drain-timeout", "max-sessions", "max-sessions-per-upstream", "max-frame", "max-buffered",
-		"loops", "log-level", "log-format", "pprof", "token-watch", "version",
+		"loops", "log-level", "log-format", "pprof", "token-watch", "version", "check",
 	}
 	help := helpText()
 	o := defaultOptions()

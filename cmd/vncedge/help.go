@@ -123,6 +123,9 @@ Logging (to stderr):
 Other:
 `)
 	opt("--config FILE", "none", "Read settings from a YAML file (see below).")
+	opt("--check", "",
+		"Check the flags, the config file, the token file and the web root, print",
+		`"configuration OK" and exit (status 0, or 2 with the error). Listens on nothing.`)
 	opt("--version", "", "Print the version and exit.")
 	opt("--help", "", "Print this help and exit.")
 
@@ -142,7 +145,9 @@ Config file:
 Signals:
   SIGTERM, SIGINT  drain: stop accepting, close sessions with 1001 after
                    --drain-timeout; a second signal exits at once
-  SIGHUP           reload the token file, routing and the web root
+  SIGHUP           re-read the token file(s) and the web root; a bad file
+                   keeps the previous routing. Changes to flags or the
+                   config file need a restart.
 
 Exit status: 0 clean stop, 1 runtime failure, 2 bad flags or config.
 

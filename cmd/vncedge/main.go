@@ -73,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		fmt.Fprintf(stderr, "vncedge: %v\nRun 'vncedge --help' for the flags and the config file format.\n", err)
 		return exitUsage
 	}
+	if opts.check {
+		fmt.Fprintln(stdout, "vncedge: configuration OK")
+		return exitOK
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var watchers sync.WaitGroup

@@ -62,6 +62,8 @@ func TestRunHelpVersionAndUsageErrors(t *testing.T) {
 		{args: []string{"--help"}, code: 0, stdout: "--max-sessions-per-upstream"},
 		{args: []string{"-h"}, code: 0, stdout: "Examples:"},
 		{args: []string{"--version"}, code: 0, stdout: "vncedge "},
+		{args: []string{"--check", "--listen", "127.0.0.1:1", "--allow", "127.0.0.0/8"}, code: 0, stdout: "configuration OK"},
+		{args: []string{"--check", "--allow", "127.0.0.0/8:x"}, code: 2, stderr: "127.0.0.0/8:x", noStdout: true},
 		{args: []string{"--bogus"}, code: 2, stderr: "unknown flag --bogus", noStdout: true},
 		{args: []string{"--max-frame", "lots"}, code: 2, stderr: "--max-frame", noStdout: true},
 		{args: []string{"--config", "/nonexistent/vncedge.yaml"}, code: 2, stderr: "/nonexistent/vncedge.yaml", noStdout: true},
