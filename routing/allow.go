@@ -177,29 +177,17 @@ func (a AllowList) Len() int { return len(a.entries) }
 // says why not. An empty list allows nothing (path routes with no --allow).
 func (a AllowList) Check(ap netip.AddrPort) error {
 	if a.Empty() {
-		return forbidden("no --allow given, so path routes reach nothing")
+		return errNoAllow()
 	}
 	return a.check(ap)
 }
 
-// checkToken applies the rules for targets from the operator's token sources:
-// with no --allow they are not limited by network, but special ranges stay
-// closed (a leaked signing key must not reach the metadata service).
-func (a AllowList) checkToken(ap netip.AddrPort) error {
-	if !a.Empty() {
-		return a.check(ap)
-	}
-	addr := ap.Addr().Unmap().WithZone("")
-	if !addr.IsValid() || ap.Port() == 0 {
-		return forbidden("invalid address " + ap.String())
-	}
-	if special, name, ok := specialRange(addr); ok {
-		return forbidden(fmt.Sprintf("%s is in the %s range %s, which only an --allow inside it opens",
-			addr, name, special))
-	}
-	return nil
-}
+func errNoAllow() *Error { return forbidden("no --allow given, so path routes reach nothing") }
 
+// check applies the rules. An empty list refuses only the special ranges:
+// that is the rule for token targets with no --allow, which are not limited
+// by network, yet must not reach the metadata service through a leaked
+// signing key.
 func (a AllowList) check(ap netip.AddrPort) error {
 	addr := ap.Addr().Unmap().WithZone("")
 	port := ap.Port()
@@ -230,6 +218,8 @@ func (a AllowList) check(ap netip.AddrPort) error {
 	case isSpecial:
 		return forbidden(fmt.Sprintf("%s is in the %s range %s, which only an --allow inside it opens",
 			target, name, special))
+	case a.Empty():
+		return nil
 	}
 	return forbidden(fmt.Sprintf("%s is not in the allow-list", target))
 }

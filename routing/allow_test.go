@@ -160,19 +160,19 @@ func TestAllowListEmpty(t *testing.T) {
 		t.Errorf("reason should say no --allow was given: %v", err)
 	}
 	// Token targets: any network, any port, but never a special range.
-	if err := a.checkToken(netip.MustParseAddrPort("10.0.0.1:22")); err != nil {
-		t.Errorf("checkToken with no --allow: %v", err)
+	if err := a.check(netip.MustParseAddrPort("10.0.0.1:22")); err != nil {
+		t.Errorf("check with no --allow: %v", err)
 	}
 	for _, s := range []string{"127.0.0.1:5901", "[::ffff:127.0.0.1]:5901", "169.254.169.254:80", "[::1]:5901", "0.0.0.0:5901", "[fe80::1]:5901"} {
-		if err := a.checkToken(netip.MustParseAddrPort(s)); err == nil {
-			t.Errorf("checkToken(%s) with no --allow = nil, want refusal", s)
+		if err := a.check(netip.MustParseAddrPort(s)); err == nil {
+			t.Errorf("check(%s) with no --allow = nil, want refusal", s)
 		}
 	}
 	b, _ := ParseAllowList([]string{"10.0.0.0/8"})
 	if b.Empty() || b.Len() != 1 {
 		t.Fatal("one entry: Empty or Len wrong")
 	}
-	if err := b.checkToken(netip.MustParseAddrPort("192.168.1.1:5901")); err == nil {
+	if err := b.check(netip.MustParseAddrPort("192.168.1.1:5901")); err == nil {
 		t.Error("with --allow, token targets outside it must be refused")
 	}
 }

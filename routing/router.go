@@ -194,7 +194,7 @@ func (r *Router) Classify(uri []byte) (Route, error) {
 
 func (r *Router) classifyPath(target []byte) (Route, error) {
 	if r.allow.Empty() {
-		return Route{}, forbidden("no --allow given, so path routes reach nothing")
+		return Route{}, errNoAllow()
 	}
 	if n := len(target); n > 0 && target[n-1] == '/' {
 		target = target[:n-1]
@@ -377,7 +377,7 @@ func (r *Router) resolveToken(ctx context.Context, token string) (Target, error)
 	}
 	if addr, err := netip.ParseAddr(host); err == nil {
 		ap := netip.AddrPortFrom(addr.Unmap(), port)
-		if err := r.allow.checkToken(ap); err != nil {
+		if err := r.allow.check(ap); err != nil {
 			return Target{}, withReasonPrefix(err, where)
 		}
 		base.Addr = ap
@@ -393,7 +393,7 @@ func (r *Router) resolveToken(ctx context.Context, token string) (Target, error)
 	var first error
 	for _, a := range addrs {
 		ap := netip.AddrPortFrom(a.Unmap(), port)
-		err := r.allow.checkToken(ap)
+		err := r.allow.check(ap)
 		if err == nil {
 			base.Addr = ap
 			return base, nil

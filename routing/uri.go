@@ -22,14 +22,10 @@ func stripAuthority(uri []byte) []byte {
 	default:
 		return uri
 	}
-	if i := bytes.IndexAny(rest, "/?#"); i >= 0 {
-		if rest[i] == '/' {
-			return rest[i:]
-		}
-		// "http://host?q": an empty path is "/".
-		return nil
+	if i := bytes.IndexAny(rest, "/?#"); i >= 0 && rest[i] == '/' {
+		return rest[i:]
 	}
-	return nil
+	return nil // no path after the authority: nothing routes there
 }
 
 func hasPrefixFold(b []byte, prefix string) bool {
