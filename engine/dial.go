@@ -22,7 +22,8 @@ import (
 // startResolve looks the route up off the loop.
 func (srv *Server) startResolve(s *session) {
 	if !srv.acquireSetup() {
-		s.failSetup(http.StatusServiceUnavailable, rejectCapacity, "too many sessions being set up")
+		const msg = "too many sessions being set up"
+		s.failSetup(http.StatusServiceUnavailable, rejectCapacity, msg, msg)
 		return
 	}
 	rt := s.route
@@ -67,16 +68,18 @@ func (s *session) onResolved(tgt routing.Target, err error) {
 		return
 	}
 	if err != nil {
-		status, reason := routeStatus(err)
+		status, detail := routeStatus(err)
 		if errors.Is(err, context.DeadlineExceeded) {
-			status, reason = http.StatusGatewayTimeout, "route lookup timed out"
+			status, detail = http.StatusGatewayTimeout, "route lookup timed out: "+detail
 		}
-		s.failSetup(status, routeRejectReason(err), reason)
+		why := routeRejectReason(err)
+		s.failSetup(status, why, publicReason(why, status), detail)
 		return
 	}
 	s.target = tgt
 	if !s.srv.cap.acquireUpstream(tgt.Name) {
-		s.failSetup(http.StatusServiceUnavailable, rejectUpstreamCap, "too many sessions for this VM")
+		const msg = "too many sessions for this VM"
+		s.failSetup(http.StatusServiceUnavailable, rejectUpstreamCap, msg, msg)
 		return
 	}
 	s.upstreamKey = tgt.Name
@@ -86,19 +89,34 @@ func (s *session) onResolved(tgt routing.Target, err error) {
 
 // failSetup answers an upgrade that passed validation but cannot proceed
 // with an HTTP error: the 101 was never sent, so the browser sees a status.
-func (s *session) failSetup(status int, why rejectReason, reason string) {
+// The browser gets only a generic reason; detail (which may name internal
+// addresses or files from the operator's token sources) goes to the log.
+func (s *session) failSetup(status int, why rejectReason, reason, detail string) {
 	srv := s.srv
 	srv.met.upgradesFailed[why].Inc()
 	srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upgrade rejected",
 		slog.String("client", s.remote), slog.String("route", s.route.Kind.String()),
 		slog.String("token", routing.TokenHash(s.route.Token)), slog.Int("status", status),
-		slog.String("reason", why.String()), slog.String("detail", reason))
+		slog.String("reason", why.String()), slog.String("detail", detail))
 	if s.counted {
 		s.counted = false
 		srv.cap.releaseSession()
 		srv.met.sessionsActive.Dec()
 	}
 	s.rejectHTTP(status, reason)
+}
+
+// publicReason is what a browser may learn about a failed token route.
+func publicReason(why rejectReason, status int) string {
+	switch why {
+	case rejectUnknownToken:
+		return "unknown token"
+	case rejectForbidden:
+		return "target not allowed"
+	case rejectLookup:
+		return "token lookup failed"
+	}
+	return http.StatusText(status)
 }
 
 // startDial connects to the VM off the loop, with the connect timeout, then
@@ -109,7 +127,8 @@ func (srv *Server) startDial(s *session) {
 		s.state = stResolving // so failSetup's accounting matches an undialled session
 		srv.cap.releaseUpstream(s.upstreamKey)
 		s.upstreamKey = ""
-		s.failSetup(http.StatusServiceUnavailable, rejectCapacity, "too many sessions being set up")
+		const msg = "too many sessions being set up"
+		s.failSetup(http.StatusServiceUnavailable, rejectCapacity, msg, msg)
 		return
 	}
 	addr := s.target.Addr.String()

@@ -35,7 +35,7 @@ func startServer(t *testing.T, tweak func(*Config, *routing.Config)) *testServer
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Admin = "127.0.0.1:0"
 	cfg.Loops = 2
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Logger = discardLogger()
 	if testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -308,3 +308,9 @@ func (ts *testServer) metricsText() string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+func wsframeMasked(p []byte) []byte {
+	return wsframe.AppendMaskedFrame(nil, true, ws.OpBinary, [4]byte{9, 8, 7, 6}, p)
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -17,7 +17,7 @@ import (
 // arrives; only control frames (at most 125 bytes) wait to be complete.
 func (s *session) relayFromClient(c gnet.Conn) gnet.Action {
 	up := s.upstream
-	if up == nil || up.OutboundBuffered() > highWater {
+	if up == nil || up.OutboundBuffered() > s.srv.highWater {
 		s.inputHeld = true
 		if up != nil {
 			s.ls.wait(s) // resume when the VM has taken its backlog
@@ -191,11 +191,11 @@ func (s *session) relayFromUpstream(c gnet.Conn) gnet.Action {
 		return gnet.None // the browser write failed; the session is ending
 	}
 	queued := s.client.OutboundBuffered()
-	if queued <= highWater {
-		return gnet.None
-	}
 	if max := s.srv.cfg.MaxBuffered; max > 0 && queued > max {
 		s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "browser is not reading")
+		return gnet.None
+	}
+	if queued <= s.srv.highWater {
 		return gnet.None
 	}
 	return s.park(c)
@@ -228,13 +228,13 @@ func (s *session) pollBackpressure() bool {
 		return false
 	}
 	if s.parkedFD >= 0 && !s.resuming {
-		if s.client.OutboundBuffered() > lowWater {
+		if s.client.OutboundBuffered() > s.srv.lowWater {
 			return true
 		}
 		s.resume()
 	}
 	if s.inputHeld && s.upstream != nil {
-		if s.upstream.OutboundBuffered() > lowWater {
+		if s.upstream.OutboundBuffered() > s.srv.lowWater {
 			return true
 		}
 		_ = s.client.Wake(nil)

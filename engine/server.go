@@ -34,6 +34,8 @@ const (
 	closeLinger = 5 * time.Second
 	// maxPendingSetups bounds concurrent route lookups and dials.
 	maxPendingSetups = 4096
+	// readBufferCap is the size of each loop's read buffer.
+	readBufferCap = 256 << 10
 )
 
 // Server is one vncedge proxy: a gnet engine for browsers and VMs plus an
@@ -49,6 +51,12 @@ type Server struct {
 	met     *serverMetrics
 	cap     *capacity
 	listen  string // resolved listen address (a port 0 becomes a free port)
+
+	// highWater and lowWater are the backpressure marks: above highWater
+	// queued for one side, the other side stops being read until the queue
+	// is below lowWater. Kept under MaxBuffered so the hard cap is the last
+	// line, not the first.
+	highWater, lowWater int
 
 	epoch time.Time
 	clock atomic.Int64 // nanoseconds since epoch, advanced by the ticker
@@ -98,11 +106,15 @@ func New(cfg Config) (*Server, error) {
 		stop:     make(chan struct{}),
 		served:   make(chan struct{}),
 	}
+	s.highWater, s.lowWater = highWater, lowWater
+	if m := cfg.MaxBuffered; m > 0 && m/2 < s.highWater {
+		s.highWater, s.lowWater = m/2, m/8
+	}
 	base := cfg.Logger
 	if base == nil {
 		base = slog.Default()
 	}
-	s.logq = newAsyncHandler(base.Handler(), 8192, s.met.logLinesDropped.Inc)
+	s.logq = newAsyncHandler(base.Handler(), 2048, s.met.logLinesDropped.Inc)
 	s.log = slog.New(s.logq)
 	if cfg.WebDir != "" {
 		site, err := webroot.Load(cfg.WebDir)
@@ -167,6 +179,9 @@ func (s *Server) Serve() error {
 		gnet.WithReusePort(true),
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		// One read buffer per loop, shared by its sockets: a larger one means
+		// fewer syscalls and frames on bulk transfers at no per-session cost.
+		gnet.WithReadBufferCap(readBufferCap),
 		gnet.WithLogger(gnetLogger{s.log}),
 	}
 	if s.cfg.Loops > 0 {

@@ -1,0 +1,148 @@
+package engine
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"vncedge/routing"
+)
+
+// patternSource writes a counting pattern (8-byte big-endian offsets) up to
+// total bytes, so the reader can check every byte's position.
+func patternSource(total int64, written *atomic.Int64) func(net.Conn) {
+	return func(c net.Conn) {
+		buf := make([]byte, 64<<10)
+		for off := int64(0); off < total; {
+			n := int64(len(buf))
+			if total-off < n {
+				n = total - off
+			}
+			fillPattern(buf[:n], off)
+			m, err := c.Write(buf[:n])
+			written.Add(int64(m))
+			if err != nil {
+				return
+			}
+			off += int64(m)
+		}
+	}
+}
+
+func fillPattern(b []byte, off int64) {
+	var word [8]byte
+	for i := range b {
+		pos := off + int64(i)
+		binary.BigEndian.PutUint64(word[:], uint64(pos/8))
+		b[i] = word[pos%8]
+	}
+}
+
+// TestSlowReaderBoundedMemory points a fast VM at a browser that stops
+// reading: the proxy must stop reading the VM (the VM's writes stall) and
+// its heap must stay small; then the browser reads everything, byte-exact.
+func TestSlowReaderBoundedMemory(t *testing.T) {
+	const total = 256 << 20
+	var written atomic.Int64
+	vm := startEcho(t, "127.0.0.2:0", patternSource(total, &written))
+	ts := startServer(t, func(c *Config, _ *routing.Config) { c.PingInterval = 0 })
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	c := mustDialWS(t, ts.url+"/vnc/"+vm.addr(), "binary")
+	// Let the VM push as much as it can while nobody reads.
+	var last int64 = -1
+	for i := 0; i < 100; i++ { // until the VM has been stuck for 300 ms, at most 10 s
+		time.Sleep(100 * time.Millisecond)
+		w := written.Load()
+		if w == last && i > 3 {
+			break
+		}
+		last = w
+	}
+	stalled := written.Load()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	heapGrowth := int64(during.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("VM wrote %.1f MiB of %d MiB while the browser did not read; heap grew %.1f MiB",
+		float64(stalled)/(1<<20), total>>20, float64(heapGrowth)/(1<<20))
+	if stalled > 64<<20 {
+		t.Errorf("VM wrote %d MiB into a stalled session: no backpressure", stalled>>20)
+	}
+	if heapGrowth > 32<<20 {
+		t.Errorf("heap grew %d MiB for one stalled session", heapGrowth>>20)
+	}
+	if m := ts.metricsText(); strings.Contains(m, "vncedge_backpressure_pauses_total 0") {
+		t.Error("no backpressure pause counted")
+	}
+
+	// Now read everything and check every byte.
+	var off int64
+	want := make([]byte, 64<<10)
+	deadline := time.Now().Add(60 * time.Second)
+	for off < total {
+		h, err := readHeaderDeadline(c, time.Until(deadline))
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", off, err)
+		}
+		if h.OpCode != ws.OpBinary {
+			t.Fatalf("after %d bytes: %v frame", off, h.OpCode)
+		}
+		for rem := h.Length; rem > 0; {
+			n := min(rem, int64(len(want)))
+			got := make([]byte, n)
+			if _, err := io.ReadFull(c.br, got); err != nil {
+				t.Fatalf("payload after %d bytes: %v", off, err)
+			}
+			fillPattern(want[:n], off)
+			if string(got) != string(want[:n]) {
+				t.Fatalf("bytes differ at offset %d", off)
+			}
+			off += n
+			rem -= n
+		}
+	}
+	if code, _ := c.expectClose(10 * time.Second); code != ws.StatusNormalClosure {
+		t.Fatalf("close %d after the stream, want 1000", code)
+	}
+}
+
+func readHeaderDeadline(c *wsClient, d time.Duration) (ws.Header, error) {
+	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	return ws.ReadHeader(c.br)
+}
+
+// TestHardCapClosesSlowConsumer: with parking impossible (the VM does not
+// read either, so bytes stay queued for it), --max-buffered still bounds
+// what the proxy holds for the browser, and the session ends with a reason.
+func TestHardCapClosesSlowConsumer(t *testing.T) {
+	var written atomic.Int64
+	vm := startEcho(t, "127.0.0.2:0", patternSource(1<<30, &written)) // never reads
+	ts := startServer(t, func(c *Config, _ *routing.Config) {
+		c.MaxBuffered = 2 << 20
+		c.PingInterval = 0
+	})
+	c := mustDialWS(t, ts.url+"/vnc/"+vm.addr(), "binary")
+	// Fill the proxy's queue towards the VM so the VM socket cannot be parked.
+	junk := make([]byte, 1<<20)
+	go func() {
+		for range 64 {
+			frame := wsframeMasked(junk)
+			if _, err := c.conn.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+	waitUntil(t, 20*time.Second, "slow consumer close", func() bool {
+		return strings.Contains(ts.metricsText(), `vncedge_sessions_closed_total{reason="slow_consumer"} 1`)
+	})
+}
