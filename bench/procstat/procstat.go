@@ -1,0 +1,147 @@
+// Package procstat reads a process's resident memory and open descriptors from /proc, summed
+// over the process and its descendants (websockify forks one process per connection, so its
+// cost is the whole tree's).
+package procstat
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Sample is one reading of a process tree.
+type Sample struct {
+	Processes int   `json:"processes"`
+	RSSKiB    int64 `json:"rss_kib"`  // VmRSS summed over the tree
+	FDs       int   `json:"fds"`      // entries of /proc/PID/fd summed over the tree
+	FDLimit   int64 `json:"fd_limit"` // the root process's soft "Max open files"
+}
+
+// Read samples pid and its descendants under the /proc mounted at root ("/proc").
+func Read(root string, pid int) (Sample, error) {
+	var s Sample
+	pids, err := tree(root, pid)
+	if err != nil {
+		return s, err
+	}
+	for _, p := range pids {
+		rss, err := vmRSS(filepath.Join(root, strconv.Itoa(p), "status"))
+		if err != nil {
+			if p == pid {
+				return s, err
+			}
+			continue // a child that exited meanwhile
+		}
+		s.Processes++
+		s.RSSKiB += rss
+		ents, err := os.ReadDir(filepath.Join(root, strconv.Itoa(p), "fd"))
+		if err == nil {
+			s.FDs += len(ents)
+		}
+	}
+	s.FDLimit, _ = fdLimit(filepath.Join(root, strconv.Itoa(pid), "limits"))
+	return s, nil
+}
+
+// vmRSS parses the "VmRSS:   1234 kB" line of a status file.
+func vmRSS(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("procstat: %w", err)
+	}
+	return ParseVmRSS(b)
+}
+
+// ParseVmRSS extracts VmRSS in KiB from the text of /proc/PID/status.
+func ParseVmRSS(status []byte) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("procstat: malformed VmRSS line %q", line)
+			}
+			v, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("procstat: VmRSS: %w", err)
+			}
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("procstat: no VmRSS line (a kernel thread or a zombie?)")
+}
+
+func fdLimit(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return ParseFDLimit(b)
+}
+
+// ParseFDLimit extracts the soft "Max open files" limit from /proc/PID/limits.
+func ParseFDLimit(limits []byte) (int64, error) {
+	for _, line := range strings.Split(string(limits), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
+			f := strings.Fields(rest)
+			if len(f) < 1 {
+				break
+			}
+			if f[0] == "unlimited" {
+				return -1, nil
+			}
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("procstat: no Max open files line")
+}
+
+// tree lists pid and all its descendants, from the PPid fields of /proc/*/stat.
+func tree(root string, pid int) ([]int, error) {
+	if _, err := os.Stat(filepath.Join(root, strconv.Itoa(pid))); err != nil {
+		return nil, fmt.Errorf("procstat: process %d: %w", pid, err)
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("procstat: %w", err)
+	}
+	children := map[int][]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(root, e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		if pp, ok := ParsePPid(b); ok {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out, nil
+}
+
+// ParsePPid extracts the parent pid from /proc/PID/stat; the command name in parentheses
+// may itself hold spaces and parentheses, so fields are counted after the last ')'.
+func ParsePPid(stat []byte) (int, bool) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pp, err := strconv.Atoi(f[1])
+	return pp, err == nil
+}

@@ -1,0 +1,58 @@
+package procstat
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+func TestParsers(t *testing.T) {
+	rss, err := ParseVmRSS([]byte("Name:\tx\nVmPeak:\t  900 kB\nVmRSS:\t    1234 kB\n"))
+	if err != nil || rss != 1234 {
+		t.Fatalf("ParseVmRSS = %d, %v", rss, err)
+	}
+	if _, err := ParseVmRSS([]byte("Name:\tkthreadd\n")); err == nil {
+		t.Fatal("missing VmRSS accepted")
+	}
+	lim, err := ParseFDLimit([]byte("Limit                     Soft Limit           Hard Limit           Units\nMax open files            20000                20000                files\n"))
+	if err != nil || lim != 20000 {
+		t.Fatalf("ParseFDLimit = %d, %v", lim, err)
+	}
+	pp, ok := ParsePPid([]byte("42 (we ird) name)) S 7 42 42 0 -1"))
+	if !ok || pp != 7 {
+		t.Fatalf("ParsePPid = %d, %v", pp, ok)
+	}
+}
+
+func TestReadSelfAndChild(t *testing.T) {
+	self, err := Read("/proc", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.RSSKiB <= 0 || self.FDs <= 0 || self.Processes < 1 || self.FDLimit == 0 {
+		t.Fatalf("self: %+v", self)
+	}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("no sleep binary: %v", err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var withChild Sample
+	for i := 0; i < 200; i++ { // the child shows up once exec'd
+		withChild, err = Read("/proc", os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if withChild.Processes > self.Processes {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if withChild.Processes <= self.Processes {
+		t.Fatalf("child not counted: %+v vs %+v", withChild, self)
+	}
+	if _, err := Read("/proc", 1<<30); err == nil {
+		t.Fatal("nonexistent pid read without error")
+	}
+}
