@@ -47,8 +47,7 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "vncedge: %v\nRun 'vncedge --help' for the flags and the config file format.\n", err)
-		return exitUsage
+		return usageError(stderr, err)
 	}
 	if opts.version {
 		fmt.Fprintln(stdout, versionString())
@@ -58,8 +57,7 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 	logger := newLogger(stderr, opts)
 	cfg, tokens, err := buildConfig(opts, logger)
 	if err != nil {
-		fmt.Fprintf(stderr, "vncedge: %v\nRun 'vncedge --help' for the flags and the config file format.\n", err)
-		return exitUsage
+		return usageError(stderr, err)
 	}
 	defer func() {
 		if err := cfg.Router.Close(); err != nil {
@@ -70,8 +68,7 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 	// errors are configuration errors too.
 	srv, err := engine.New(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "vncedge: %v\nRun 'vncedge --help' for the flags and the config file format.\n", err)
-		return exitUsage
+		return usageError(stderr, err)
 	}
 	if opts.check {
 		fmt.Fprintln(stdout, "vncedge: configuration OK")
@@ -94,6 +91,12 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 	go func() { serveDone <- srv.Serve() }()
 	sv := supervisor{srv: srv, drain: cfg.DrainTimeout, dupWindow: duplicateSignalWindow, logger: logger}
 	return sv.run(serveDone, signals)
+}
+
+// usageError reports a flag or configuration error and returns its exit code.
+func usageError(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "vncedge: %v\nRun 'vncedge --help' for the flags and the config file format.\n", err)
+	return exitUsage
 }
 
 // duplicateSignalWindow: a stop signal this soon after the first one is
