@@ -6,12 +6,23 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"vncedge/bench/load"
 )
 
 const usage = `usage: bench <command> [flags]
 
 commands:
+  throughput  one and N sessions stream as fast as they can, both ways: MB/s
+  latency     N sessions send small messages at a fixed rate, echoed: round trips
+  sessions    open N sessions (past the RFB greeting), hold them: setup rate, memory
+  churn       sessions open, use and close continuously: errors and leaks
+  report      Markdown report with SVG charts from --out files
   vm          serve simulated VMs (RFB 3.8 servers) until interrupted
+
+Every scenario measures --url (a proxy; {ip} {port} {token} filled per session),
+--direct (the baseline, no proxy) and --vs (another proxy) in one run, and prints
+the ratios.
 
 Run "bench <command> -h" for the flags of a command.
 `
@@ -29,6 +40,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "vm":
 		err = runVM(args[1:], stdout, stderr)
+	case "throughput", "latency", "sessions", "churn":
+		err = runScenario(args[0], args[1:], stdout, stderr)
+	case "report":
+		err = runReport(args[1:], stdout, stderr)
+	case "worker":
+		// Internal: a worker process of a scenario, driven over stdin/stdout.
+		err = load.ServeWorker(os.Stdin, stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
