@@ -1,0 +1,74 @@
+# vncedge: two commands matter -
+#   make demo   proxy + simulated VM + noVNC viewer, open the printed URL
+#   make test   everything CI runs (unit, race, fuzz seeds, end to end)
+# Everything else here is a building block of those two.
+
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+DEMO_LISTEN ?= 127.0.0.1:6080
+DEMO_ADMIN ?= 127.0.0.1:9090
+DEMO_VM ?= 127.0.0.2:5901
+FUZZTIME ?= 20s
+E2E_APT := chromium tigervnc-standalone-server tigervnc-tools x11-xserver-utils websockify novnc
+
+.PHONY: all build web demo test check vet fmt-check unit e2e deps go-deps e2e-deps bench fuzz clean
+
+all: build
+
+build: go-deps
+	$(GO) build -trimpath -o $(BIN)/vncedge ./cmd/vncedge
+	$(GO) build -trimpath -o $(BIN)/bench ./cmd/bench
+
+go-deps:
+	$(GO) mod download
+
+# Our viewer page on the npm @novnc/novnc core (which ships no vnc.html).
+web: web/dist/vnc.html
+web/dist/vnc.html: web/package.json web/package-lock.json web/vnc.html web/app.js web/index.html web/build.mjs
+	npm ci --prefix web --no-audit --no-fund
+	node web/build.mjs
+
+# make demo: a simulated VM (RFB 3.8, moving test pattern) on $(DEMO_VM) and
+# vncedge on $(DEMO_LISTEN) serving the viewer; Ctrl-C stops both.
+demo: build web
+	@scripts/demo.sh "$(BIN)" "$(DEMO_LISTEN)" "$(DEMO_ADMIN)" "$(DEMO_VM)"
+
+# make test: what CI runs. Installs the end-to-end tools when it can (root
+# with apt-get, or CI=true), then runs every package's tests under -race,
+# including the fuzz targets' seed corpora and the browser end-to-end test.
+test: go-deps check e2e-deps
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+check: fmt-check vet
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit: go-deps
+	$(GO) test -race -count=1 -short ./...
+
+# Tools for the end-to-end test: Debian's chromium, TigerVNC, websockify and
+# noVNC, and npm's playwright-core (which drives /usr/bin/chromium and
+# downloads no browser). Skipped with a message when we cannot install;
+# the e2e test then skips loudly too, except under CI=true where it fails.
+e2e-deps:
+	@scripts/e2e-deps.sh $(E2E_APT)
+
+e2e: go-deps e2e-deps
+	$(GO) test -count=1 -v -timeout 10m ./e2e
+
+# make bench: short runs of every load scenario against a freshly built
+# proxy, with --direct baselines, printing the figures and ratios.
+bench: build
+	@scripts/bench.sh "$(BIN)"
+
+# make fuzz: run every fuzz target for FUZZTIME each (the seeds also run in make test).
+fuzz: go-deps
+	@scripts/fuzz.sh "$(FUZZTIME)"
+
+clean:
+	rm -rf $(BIN) web/dist artifacts
