@@ -237,7 +237,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.log.Info("draining", "sessions", s.cap.sessions(), "drain_timeout", s.cfg.DrainTimeout)
+	s.log.Info("draining", "sessions", s.cap.sessions(), "drain_timeout", s.cfg.DrainTimeout.String())
 	if s.cfg.DrainTimeout > 0 {
 		s.waitFor(ctx, s.cfg.DrainTimeout, func() bool { return s.cap.sessions() == 0 })
 	}
