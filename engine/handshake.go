@@ -68,18 +68,19 @@ func (s *session) readRequest(c gnet.Conn) gnet.Action {
 
 // upgradeInfo collects what gobwas/ws's hooks see during one upgrade.
 type upgradeInfo struct {
-	route  routing.Route
-	host   string
-	origin string
-	reject rejectReason
+	route   routing.Route
+	host    string
+	origin  string
+	reject  rejectReason
+	counted bool // a global session slot was taken
 }
 
-// upgrade validates a WebSocket upgrade with gobwas/ws and, when it passes,
-// starts the route lookup. The 101 response is kept, not sent: the browser
-// hears "switching protocols" only once its VM is connected, and an unknown
-// token can still get a plain HTTP 404.
-func (s *session) upgrade(c gnet.Conn, head []byte) {
-	srv := s.srv
+// checkUpgrade validates one complete request head as a WebSocket upgrade
+// with gobwas/ws and writes the response it calls for to resp: the 101 on
+// success (which the caller holds back), else the error status. On success
+// a global session slot is held (info.counted). It touches no socket, so
+// the fuzz target drives it directly.
+func (srv *Server) checkUpgrade(head []byte, resp io.Writer) (upgradeInfo, ws.Handshake, error) {
 	info := upgradeInfo{reject: rejectBadRequest}
 	u := ws.Upgrader{
 		ProtocolCustom: selectProtocol,
@@ -118,24 +119,36 @@ func (s *session) upgrade(c gnet.Conn, head []byte) {
 				return nil, ws.RejectConnectionError(ws.RejectionStatus(http.StatusServiceUnavailable),
 					ws.RejectionReason("server at capacity"))
 			}
-			s.counted = true
+			info.counted = true
 			return nil, nil
 		},
 	}
-	resp := bytebufferpool.Get()
 	hs, err := u.Upgrade(struct {
 		io.Reader
 		io.Writer
 	}{bytes.NewReader(head), resp})
 	if err != nil {
-		if s.counted { // a write error after the capacity check
-			s.counted = false
+		if info.counted { // a write error after the capacity check
+			info.counted = false
 			srv.cap.releaseSession()
 		}
 		var rej *ws.ConnectionRejectedError
 		if errors.As(err, &rej) && info.reject == rejectBadRequest {
 			info.reject = statusRejectReason(rej.StatusCode())
 		}
+	}
+	return info, hs, err
+}
+
+// upgrade validates a WebSocket upgrade and, when it passes, starts the
+// route lookup. The 101 response is kept, not sent: the browser hears
+// "switching protocols" only once its VM is connected, and an unknown token
+// can still get a plain HTTP 404.
+func (s *session) upgrade(c gnet.Conn, head []byte) {
+	srv := s.srv
+	resp := bytebufferpool.Get()
+	info, hs, err := srv.checkUpgrade(head, resp)
+	if err != nil {
 		srv.met.upgradesFailed[info.reject].Inc()
 		srv.log.LogAttrs(context.Background(), slog.LevelInfo, "upgrade rejected",
 			slog.String("client", s.remote), slog.String("reason", info.reject.String()),
@@ -148,6 +161,7 @@ func (s *session) upgrade(c gnet.Conn, head []byte) {
 	if hs.Protocol == "base64" {
 		s.mode = modeBase64
 	}
+	s.counted = true
 	s.upgradeResp = resp
 	s.route = info.route
 	s.id = srv.nextSessionID()
