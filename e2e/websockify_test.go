@@ -1,0 +1,342 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"vncedge/bench/rfb"
+	"vncedge/bench/rfbclient"
+	"vncedge/bench/vncsim"
+)
+
+// TestWebsockifyCompat runs one scripted noVNC-like session against Debian's websockify and
+// against vncedge, both reading the same token file, and compares what the client receives.
+func TestWebsockifyCompat(t *testing.T) {
+	req := require(t)
+	websockify := req.bin("websockify")
+	req.check()
+
+	tmp := t.TempDir()
+	bin := buildVncedge(t, tmp)
+	vm, err := vncsim.Listen("127.0.0.1:0", vncsim.Config{
+		Name: "vm-compat", Password: vncPassword, Width: 320, Height: 200, FrameInterval: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Close() })
+	vmPort := vm.Addr().(*net.TCPAddr).Port
+	deadPort := freePort(t)
+
+	// One file in websockify's TokenFile format, comment included, for both proxies.
+	tokenFile := filepath.Join(tmp, "tokens")
+	tokens := fmt.Sprintf("# shared by websockify and vncedge\nvm1: 127.0.0.1:%d\ndead: 127.0.0.1:%d\n", vmPort, deadPort)
+	if err := os.WriteFile(tokenFile, []byte(tokens), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	wsPort := freePort(t)
+	wsp := startProc(t, tmp, "websockify", websockify, "--token-plugin", "TokenFile", "--token-source", tokenFile,
+		fmt.Sprintf("127.0.0.1:%d", wsPort))
+	waitTCP(t, wsp, fmt.Sprintf("127.0.0.1:%d", wsPort), 15*time.Second)
+	edge := startEdge(t, bin, tmp, "vncedge", "", tokenFile, []int{vmPort, deadPort})
+
+	proxies := []struct{ name, base string }{
+		{"websockify", fmt.Sprintf("ws://127.0.0.1:%d", wsPort)},
+		{"vncedge", fmt.Sprintf("ws://127.0.0.1:%d", edge.port)},
+	}
+	var good, unknown, dead [2]record
+	for i, p := range proxies {
+		good[i] = session(t, vm, p.base+"/websockify?token=vm1")
+		unknown[i] = session(t, vm, p.base+"/websockify?token=no-such-vm")
+		dead[i] = session(t, vm, p.base+"/websockify?token=dead")
+		for _, r := range []record{good[i], unknown[i], dead[i]} {
+			t.Logf("%-10s %s", p.name, r)
+		}
+	}
+
+	// A working session: the same bytes, the same way.
+	w, v := good[0], good[1]
+	if w.err != "" || v.err != "" {
+		t.Fatalf("session failed: websockify %q, vncedge %q", w.err, v.err)
+	}
+	if w.status != 101 || v.status != 101 || w.protocol != v.protocol {
+		t.Errorf("upgrade differs: websockify %d %q, vncedge %d %q", w.status, w.protocol, v.status, v.protocol)
+	}
+	if w.version != v.version || w.serverInit != v.serverInit {
+		t.Errorf("handshake differs:\n websockify %q %+v\n vncedge    %q %+v", w.version, w.serverInit, v.version, v.serverInit)
+	}
+	if w.updateRects != v.updateRects || w.updateBytes != v.updateBytes || v.updateBytes == 0 {
+		t.Errorf("first framebuffer update differs: websockify %d rects %d bytes, vncedge %d rects %d bytes",
+			w.updateRects, w.updateBytes, v.updateRects, v.updateBytes)
+	}
+	if w.keys != v.keys || w.pointers != v.pointers || v.keys == 0 {
+		t.Errorf("input reaching the VNC server differs: websockify %d keys %d pointer, vncedge %d keys %d pointer",
+			w.keys, w.pointers, v.keys, v.pointers)
+	}
+	if w.closeEcho != v.closeEcho {
+		t.Errorf("answer to the client's close differs: websockify %q, vncedge %q", w.closeEcho, v.closeEcho)
+	}
+
+	// Unknown token and unreachable target: neither proxy lets a byte of RFB through, and the
+	// client gets an answer, not a hang. The form differs by design (docs/websockify.md).
+	for i, p := range proxies {
+		for _, r := range []record{unknown[i], dead[i]} {
+			if r.version != "" {
+				t.Errorf("%s %s: the client received RFB data %q", p.name, r.url, r.version)
+			}
+			if r.status == 101 && r.closeCode == 0 && !r.eof {
+				t.Errorf("%s %s: upgraded but neither closed nor ended: %s", p.name, r.url, r)
+			}
+		}
+	}
+	if s := unknown[1].status; s != 403 && s != 404 {
+		t.Errorf("vncedge unknown token: HTTP %d, want 403 or 404 before the upgrade (CONTRACT.md)", s)
+	}
+	if r := dead[1]; r.status != 101 || r.closeCode != 1011 {
+		t.Errorf("vncedge unreachable target: %s, want 101 then close 1011 (as websockify)", r)
+	}
+	if r := dead[0]; r.status == 101 && r.closeCode != 0 && r.closeCode != dead[1].closeCode {
+		t.Errorf("unreachable target: websockify closes with %d, vncedge with %d", r.closeCode, dead[1].closeCode)
+	}
+}
+
+// record is what one scripted session saw.
+type record struct {
+	url         string
+	status      int // 101, or the HTTP status of a refused upgrade
+	protocol    string
+	version     string // the server's RFB ProtocolVersion line
+	serverInit  rfb.ServerInit
+	updateRects int
+	updateBytes int
+	keys        int64 // events the VNC server counted during the session
+	pointers    int64
+	closeEcho   string // how the proxy answered our close frame
+	closeCode   int    // close frame received before we sent anything (refusals)
+	closeReason string
+	eof         bool
+	err         string
+}
+
+func (r record) String() string {
+	s := fmt.Sprintf("%s: HTTP %d", r.url, r.status)
+	if r.protocol != "" {
+		s += " protocol " + r.protocol
+	}
+	if r.version != "" {
+		s += fmt.Sprintf(", %q, ServerInit %dx%d %q, first update %d rects %d bytes, %d keys %d pointer events reached the VM, close answered with %s",
+			strings.TrimSpace(r.version), r.serverInit.Width, r.serverInit.Height, r.serverInit.Name,
+			r.updateRects, r.updateBytes, r.keys, r.pointers, r.closeEcho)
+	}
+	if r.closeCode != 0 {
+		s += fmt.Sprintf(", closed %d %q", r.closeCode, r.closeReason)
+	}
+	if r.eof {
+		s += ", connection ended"
+	}
+	if r.err != "" {
+		s += ", error: " + r.err
+	}
+	return s
+}
+
+// session plays what noVNC does: upgrade offering "binary", RFB handshake with VNC auth, a full
+// update request, a few keys and a click, then a normal close.
+func session(t *testing.T, vm *vncsim.Server, url string) (rec record) {
+	t.Helper()
+	rec.url = url[strings.Index(url, "/websockify"):]
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	d := ws.Dialer{
+		Protocols: []string{"binary"},
+		OnStatusError: func(status int, _ []byte, _ io.Reader) {
+			rec.status = status
+		},
+	}
+	conn, br, hs, err := d.Dial(ctx, url)
+	if err != nil {
+		if rec.status == 0 {
+			rec.err = err.Error()
+		}
+		return rec
+	}
+	defer conn.Close()
+	rec.status, rec.protocol = 101, hs.Protocol
+	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+	var src io.Reader = conn
+	if br != nil {
+		src = io.MultiReader(br, conn)
+	}
+	c := &wsClient{conn: conn, r: bufio.NewReader(src)}
+
+	// Peek at the first message: RFB's version line, or a close from a refusing proxy.
+	first, err := c.next()
+	if err != nil {
+		var closed wsutil.ClosedError
+		switch {
+		case errors.As(err, &closed):
+			rec.closeCode, rec.closeReason = int(closed.Code), closed.Reason
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			rec.eof = true
+		default:
+			rec.err = err.Error()
+		}
+		return rec
+	}
+	c.pending = first
+	if len(first) >= 12 {
+		rec.version = string(first[:12])
+	}
+
+	before := vm.Stats()
+	si, err := rfbclient.Handshake(c, vncPassword)
+	if err != nil {
+		rec.err = "handshake: " + err.Error()
+		return rec
+	}
+	rec.serverInit = si
+	steps := []error{
+		rfbclient.SetEncodings(c, rfb.EncodingRaw),
+		rfbclient.RequestUpdate(c, false, 0, 0, si.Width, si.Height),
+	}
+	for _, err := range steps {
+		if err != nil {
+			rec.err = err.Error()
+			return rec
+		}
+	}
+	rects, n, err := rfbclient.ReadUpdate(c, si.Format.BytesPerPixel(), nil)
+	if err != nil {
+		rec.err = "update: " + err.Error()
+		return rec
+	}
+	rec.updateRects, rec.updateBytes = rects, n
+	for _, k := range []uint32{'v', 'n', 'c'} {
+		if err := errors.Join(rfbclient.KeyEvent(c, true, k), rfbclient.KeyEvent(c, false, k)); err != nil {
+			rec.err = err.Error()
+			return rec
+		}
+	}
+	if err := errors.Join(rfbclient.PointerEvent(c, 1, 10, 10), rfbclient.PointerEvent(c, 0, 10, 10)); err != nil {
+		rec.err = err.Error()
+		return rec
+	}
+	// The events are counted when the VM reads them: wait (bounded) before the close.
+	deadline := time.Now().Add(5 * time.Second)
+	after := vm.Stats()
+	for (after.KeyEvents-before.KeyEvents < 6 || after.PointerEvents-before.PointerEvents < 2) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		after = vm.Stats()
+	}
+	rec.keys, rec.pointers = after.KeyEvents-before.KeyEvents, after.PointerEvents-before.PointerEvents
+
+	rec.closeEcho = c.closeAndWait(ws.StatusNormalClosure, "bye")
+	return rec
+}
+
+// wsClient is a minimal client byte stream over WebSocket frames that, unlike a library reader,
+// reports the close frame it receives, so the two proxies' close behaviour can be compared.
+type wsClient struct {
+	conn    net.Conn
+	r       *bufio.Reader
+	pending []byte
+}
+
+// next returns the payload of the next data frame, answering pings; a close frame ends it with
+// wsutil.ClosedError.
+func (c *wsClient) next() ([]byte, error) {
+	for range 1000 {
+		h, err := ws.ReadHeader(c.r)
+		if err != nil {
+			return nil, err
+		}
+		if h.Length > 64<<20 {
+			return nil, fmt.Errorf("frame of %d bytes", h.Length)
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(c.r, p); err != nil {
+			return nil, err
+		}
+		if h.Masked {
+			ws.Cipher(p, h.Mask, 0)
+		}
+		switch h.OpCode {
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(p)
+			return nil, wsutil.ClosedError{Code: code, Reason: reason}
+		case ws.OpPing:
+			if err := wsutil.WriteClientMessage(c.conn, ws.OpPong, p); err != nil {
+				return nil, err
+			}
+		case ws.OpPong:
+		default:
+			if len(p) > 0 {
+				return p, nil
+			}
+		}
+	}
+	return nil, errors.New("too many empty frames")
+}
+
+func (c *wsClient) Read(p []byte) (int, error) {
+	for len(c.pending) == 0 {
+		b, err := c.next()
+		if err != nil {
+			return 0, err
+		}
+		c.pending = b
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+func (c *wsClient) Write(p []byte) (int, error) {
+	if err := wsutil.WriteClientBinary(c.conn, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// closeAndWait sends a close frame and describes the answer: the echoed close code, or how the
+// connection ended without one. Data still in flight before the echo is skipped.
+func (c *wsClient) closeAndWait(code ws.StatusCode, reason string) string {
+	body := ws.NewCloseFrameBody(code, reason)
+	if err := wsutil.WriteClientMessage(c.conn, ws.OpClose, body); err != nil {
+		return "write failed: " + err.Error()
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for range 10000 {
+		_, err := c.next()
+		if err == nil {
+			continue
+		}
+		var closed wsutil.ClosedError
+		var ne net.Error
+		switch {
+		case errors.As(err, &closed):
+			return "close " + strconv.Itoa(int(closed.Code)) + " " + strconv.Quote(closed.Reason)
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			return "end of stream without a close frame"
+		case errors.As(err, &ne) && ne.Timeout():
+			return "no answer within 5s"
+		default:
+			return "error: " + err.Error()
+		}
+	}
+	return "only data frames"
+}
