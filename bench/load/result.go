@@ -54,7 +54,7 @@ type ProxyMem struct {
 	AtN    procstat.Sample `json:"at_n"`  // all sessions open (after the hold)
 	Peak   procstat.Sample `json:"peak"`  // at the end of the run phase (not for hold)
 	After  procstat.Sample `json:"after"` // closed and settled
-	// PerSessionKiB is (AtN - Before) / sessions opened.
+	// PerSessionKiB is (AtN - Before) / sessions opened, of RSS (PSS for a process tree).
 	PerSessionKiB float64 `json:"per_session_kib"`
 	// ReturnedPct is how much of the growth went away after close.
 	ReturnedPct float64 `json:"returned_pct"`
@@ -122,11 +122,19 @@ func (r *Result) merge(parts []*Part) {
 	}
 	if r.Proxy != nil {
 		p := r.Proxy
-		if r.Opened > 0 && p.AtN.RSSKiB > 0 {
-			p.PerSessionKiB = float64(p.AtN.RSSKiB-p.Before.RSSKiB) / float64(r.Opened)
+		// A forking proxy (websockify) shares pages between its processes: count them once.
+		mem := func(s procstat.Sample) int64 {
+			if s.Processes > 1 && s.PSSKiB > 0 {
+				return s.PSSKiB
+			}
+			return s.RSSKiB
 		}
-		if grow := p.AtN.RSSKiB - p.Before.RSSKiB; grow > 0 && p.After.RSSKiB > 0 {
-			p.ReturnedPct = 100 * float64(p.AtN.RSSKiB-p.After.RSSKiB) / float64(grow)
+		before, atN, after := mem(p.Before), mem(p.AtN), mem(p.After)
+		if r.Opened > 0 && atN > 0 {
+			p.PerSessionKiB = float64(atN-before) / float64(r.Opened)
+		}
+		if grow := atN - before; grow > 0 && after > 0 {
+			p.ReturnedPct = 100 * float64(atN-after) / float64(grow)
 		}
 		if p.After.RSSKiB > 0 {
 			p.FDsLeaked = p.After.FDs - p.Before.FDs
@@ -145,7 +153,8 @@ func (r *Result) merge(parts []*Part) {
 func (r *Result) noteCeiling() {
 	p := r.Proxy
 	lim := p.Before.FDLimit
-	if lim <= 0 {
+	if lim <= 0 || p.AtN.Processes > 1 {
+		// The limit is per process: a forking proxy spreads its descriptors.
 		return
 	}
 	peak := max(p.AtN.FDs, p.Peak.FDs)
@@ -196,6 +205,9 @@ func (r *Result) Print(w io.Writer) {
 			fmt.Fprintf(w, " -> %s at end of run", kib(p.Peak.RSSKiB))
 		}
 		fmt.Fprintf(w, " -> %s after close; fds %d -> %d -> %d", kib(p.After.RSSKiB), p.Before.FDs, max(p.AtN.FDs, p.Peak.FDs), p.After.FDs)
+		if p.AtN.Processes > 1 {
+			fmt.Fprintf(w, "; %d processes, PSS %s at N", p.AtN.Processes, kib(p.AtN.PSSKiB))
+		}
 		if r.Kind == KindHold {
 			fmt.Fprintf(w, "; %.2f KiB/session, %.0f%% returned", p.PerSessionKiB, p.ReturnedPct)
 		}

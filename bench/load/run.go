@@ -194,8 +194,8 @@ func PrintTable(w io.Writer, results []*Result) {
 // Num formats a figure with sensible precision.
 func Num(v float64) string {
 	switch a := math.Abs(v); {
-	case v == 0:
-		return "0"
+	case v == math.Trunc(v) && a < 1e15:
+		return fmt.Sprintf("%.0f", v)
 	case a >= 100:
 		return fmt.Sprintf("%.0f", v)
 	case a >= 10:

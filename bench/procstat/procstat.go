@@ -16,9 +16,12 @@ import (
 // Sample is one reading of a process tree.
 type Sample struct {
 	Processes int   `json:"processes"`
-	RSSKiB    int64 `json:"rss_kib"`  // VmRSS summed over the tree
-	FDs       int   `json:"fds"`      // entries of /proc/PID/fd summed over the tree
-	FDLimit   int64 `json:"fd_limit"` // the root process's soft "Max open files"
+	RSSKiB    int64 `json:"rss_kib"` // VmRSS summed over the tree
+	// PSSKiB is the proportional set size summed over the tree: pages shared between forked
+	// processes count once in all, where RSS counts them in every process.
+	PSSKiB  int64 `json:"pss_kib,omitempty"`
+	FDs     int   `json:"fds"`      // entries of /proc/PID/fd summed over the tree
+	FDLimit int64 `json:"fd_limit"` // the root process's soft "Max open files"
 }
 
 // Read samples pid and its descendants under the /proc mounted at root ("/proc").
@@ -38,6 +41,11 @@ func Read(root string, pid int) (Sample, error) {
 		}
 		s.Processes++
 		s.RSSKiB += rss
+		if b, err := os.ReadFile(filepath.Join(root, strconv.Itoa(p), "smaps_rollup")); err == nil {
+			if pss, err := ParsePss(b); err == nil {
+				s.PSSKiB += pss
+			}
+		}
 		ents, err := os.ReadDir(filepath.Join(root, strconv.Itoa(p), "fd"))
 		if err == nil {
 			s.FDs += len(ents)
@@ -74,6 +82,19 @@ func ParseVmRSS(status []byte) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("procstat: no VmRSS line (a kernel thread or a zombie?)")
+}
+
+// ParsePss extracts Pss in KiB from the text of /proc/PID/smaps_rollup.
+func ParsePss(rollup []byte) (int64, error) {
+	for _, line := range strings.Split(string(rollup), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 2 && f[1] == "kB" {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("procstat: no Pss line")
 }
 
 func fdLimit(path string) (int64, error) {

@@ -19,6 +19,10 @@ func TestParsers(t *testing.T) {
 	if err != nil || lim != 20000 {
 		t.Fatalf("ParseFDLimit = %d, %v", lim, err)
 	}
+	pss, err := ParsePss([]byte("55d0-7ff [rollup]\nRss:                1000 kB\nPss:                 420 kB\nPss_Anon:  1 kB\n"))
+	if err != nil || pss != 420 {
+		t.Fatalf("ParsePss = %d, %v", pss, err)
+	}
 	pp, ok := ParsePPid([]byte("42 (we ird) name)) S 7 42 42 0 -1"))
 	if !ok || pp != 7 {
 		t.Fatalf("ParsePPid = %d, %v", pp, ok)
