@@ -296,11 +296,16 @@ func TestBrowsers(t *testing.T) {
 		results[r.Name] = &r
 	}
 
+	var summary strings.Builder
 	for _, s := range scenarios {
 		r := results[s.Name]
 		if r == nil {
 			t.Errorf("%s: no result from the driver", s.Name)
 			continue
+		}
+		fmt.Fprintf(&summary, "%-22s %-10s %5d ms  %q  %s\n", s.Name, r.State, r.ElapsedMs, r.Status, r.Screenshot)
+		if a := r.AfterStop; a != nil {
+			fmt.Fprintf(&summary, "%-22s %-10s %5d ms  %q  %s\n", "  after stop", a.State, a.ElapsedMs, a.Status, r.ScreenshotAfterStop)
 		}
 		if r.Screenshot != "" {
 			t.Logf("screenshot %s: %s", s.Name, r.Screenshot)
@@ -404,7 +409,13 @@ func TestBrowsers(t *testing.T) {
 		}
 		t.Logf("%s: after the VNC server stopped: %q within %d ms", name, a.Status, a.ElapsedMs)
 	}
-	t.Logf("end-to-end browser test took %v (artifacts in %s)", time.Since(began).Round(time.Millisecond), art)
+	took := time.Since(began).Round(time.Millisecond)
+	fmt.Fprintf(&summary, "took %v, failed: %v\n", took, t.Failed())
+	summaryFile := filepath.Join(art, "summary.txt")
+	if err := os.WriteFile(summaryFile, []byte(summary.String()), 0o644); err != nil {
+		t.Error(err)
+	}
+	t.Logf("end-to-end browser test took %v; screenshots and %s in %s", took, filepath.Base(summaryFile), art)
 }
 
 func near(got [4]int, want [3]int, tol int) bool {

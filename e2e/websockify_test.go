@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,9 +23,12 @@ import (
 	"vncedge/bench/vncsim"
 )
 
-// TestWebsockifyCompat runs one scripted noVNC-like session against Debian's websockify and
-// against vncedge, both reading the same token file, and compares what the client receives.
-func TestWebsockifyCompat(t *testing.T) {
+type proxyUnderTest struct{ name, base string }
+
+// startBothProxies starts a simulated VM, websockify and vncedge, both reading one token file
+// (vm1 -> the VM, dead -> a port nobody listens on).
+func startBothProxies(t *testing.T) (*vncsim.Server, []proxyUnderTest) {
+	t.Helper()
 	req := require(t)
 	websockify := req.bin("websockify")
 	req.check()
@@ -53,11 +57,16 @@ func TestWebsockifyCompat(t *testing.T) {
 		fmt.Sprintf("127.0.0.1:%d", wsPort))
 	waitTCP(t, wsp, fmt.Sprintf("127.0.0.1:%d", wsPort), 15*time.Second)
 	edge := startEdge(t, bin, tmp, "vncedge", "", tokenFile, []int{vmPort, deadPort})
-
-	proxies := []struct{ name, base string }{
+	return vm, []proxyUnderTest{
 		{"websockify", fmt.Sprintf("ws://127.0.0.1:%d", wsPort)},
 		{"vncedge", fmt.Sprintf("ws://127.0.0.1:%d", edge.port)},
 	}
+}
+
+// TestWebsockifyCompat runs one scripted noVNC-like session against Debian's websockify and
+// against vncedge, both reading the same token file, and compares what the client receives.
+func TestWebsockifyCompat(t *testing.T) {
+	vm, proxies := startBothProxies(t)
 	var good, unknown, dead [2]record
 	for i, p := range proxies {
 		good[i] = session(t, vm, p.base+"/websockify?token=vm1")
@@ -134,6 +143,9 @@ type record struct {
 
 func (r record) String() string {
 	s := fmt.Sprintf("%s: HTTP %d", r.url, r.status)
+	if r.status == 0 {
+		s = r.url + ": no HTTP answer"
+	}
 	if r.protocol != "" {
 		s += " protocol " + r.protocol
 	}
@@ -169,7 +181,11 @@ func session(t *testing.T, vm *vncsim.Server, url string) (rec record) {
 	}
 	conn, br, hs, err := d.Dial(ctx, url)
 	if err != nil {
-		if rec.status == 0 {
+		switch {
+		case rec.status != 0:
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			rec.eof = true // closed without answering the upgrade
+		default:
 			rec.err = err.Error()
 		}
 		return rec
@@ -248,6 +264,64 @@ func session(t *testing.T, vm *vncsim.Server, url string) (rec record) {
 	return rec
 }
 
+// TestFramesSplitAcrossReads sends a key event and a close frame cut in two at every byte
+// offset, with a pause between the halves, as a slow network delivers them: the proxy must
+// reassemble frame headers that arrive in pieces. websockify shows the client is right.
+func TestFramesSplitAcrossReads(t *testing.T) {
+	_, proxies := startBothProxies(t)
+	var wire bytes.Buffer
+	for _, f := range []ws.Frame{
+		ws.NewFrame(ws.OpBinary, true, []byte{rfb.MsgKeyEvent, 1, 0, 0, 0, 0, 0, 'v'}),
+		ws.NewFrame(ws.OpClose, true, ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye")),
+	} {
+		f.Header.Masked, f.Header.Mask = true, [4]byte{0x11, 0x22, 0x33, 0x44}
+		ws.Cipher(f.Payload, f.Header.Mask, 0)
+		if err := ws.WriteFrame(&wire, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg := wire.Bytes()
+	for _, p := range proxies {
+		var bad []string
+		for cut := 1; cut < len(msg); cut++ {
+			if got := splitSession(t, p.base+"/websockify?token=vm1", msg, cut); got != `close 1000 "bye"` {
+				bad = append(bad, fmt.Sprintf("cut at %d: %s", cut, got))
+			}
+		}
+		if len(bad) > 0 {
+			t.Errorf("%s: frames cut in two are not reassembled (%d of %d cuts):\n  %s", p.name, len(bad), len(msg)-1, strings.Join(bad, "\n  "))
+		}
+	}
+}
+
+func splitSession(t *testing.T, url string, msg []byte, cut int) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, br, _, err := ws.Dialer{}.Dial(ctx, url)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var src io.Reader = conn
+	if br != nil {
+		src = io.MultiReader(br, conn)
+	}
+	c := &wsClient{conn: conn, r: bufio.NewReader(src)}
+	if _, err := rfbclient.Handshake(c, vncPassword); err != nil {
+		t.Fatalf("%s: handshake: %v", url, err)
+	}
+	if _, err := conn.Write(msg[:cut]); err != nil {
+		return "write: " + err.Error()
+	}
+	time.Sleep(30 * time.Millisecond) // let the proxy read the first piece on its own
+	if _, err := conn.Write(msg[cut:]); err != nil {
+		return "write: " + err.Error()
+	}
+	return c.awaitClose()
+}
+
 // wsClient is a minimal client byte stream over WebSocket frames that, unlike a library reader,
 // reports the close frame it receives, so the two proxies' close behaviour can be compared.
 type wsClient struct {
@@ -319,6 +393,11 @@ func (c *wsClient) closeAndWait(code ws.StatusCode, reason string) string {
 	if err := wsutil.WriteClientMessage(c.conn, ws.OpClose, body); err != nil {
 		return "write failed: " + err.Error()
 	}
+	return c.awaitClose()
+}
+
+// awaitClose reads until a close frame arrives and describes how the stream ended.
+func (c *wsClient) awaitClose() string {
 	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for range 10000 {
 		_, err := c.next()
