@@ -27,7 +27,13 @@ type Machine struct {
 	Go      string `json:"go"`
 	Kernel  string `json:"kernel"`
 	FDLimit int64  `json:"fd_limit"`
+	// Load is /proc/loadavg's 1-minute figure when the run started: above CPUs, something
+	// else was competing for the cores and the figures are noisy.
+	Load float64 `json:"load1"`
 }
+
+// Busy says whether the machine was loaded beyond its cores when the run started.
+func (m Machine) Busy() bool { return m.CPUs > 0 && m.Load > float64(m.CPUs) }
 
 // ThisMachine describes the machine the generator runs on.
 func ThisMachine() Machine {
@@ -37,6 +43,9 @@ func ThisMachine() Machine {
 	}
 	if s, err := procstat.Read("/proc", os.Getpid()); err == nil {
 		m.FDLimit = s.FDLimit
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Sscanf(string(b), "%g", &m.Load)
 	}
 	return m
 }

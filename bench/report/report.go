@@ -66,7 +66,11 @@ func Markdown(sets []*load.RunSet, charts []string) string {
 	}
 	for _, s := range sets {
 		fmt.Fprintf(&b, "## %s\n\n", s.Scenario)
-		fmt.Fprintf(&b, "Command: `%s` (started %s)\n\n", strings.Join(s.Command, " "), s.Started.Format("2006-01-02 15:04 MST"))
+		fmt.Fprintf(&b, "Command: `%s` (started %s, load %.1f on %d CPUs)\n\n", strings.Join(s.Command, " "),
+			s.Started.Format("2006-01-02 15:04 MST"), s.Machine.Load, s.Machine.CPUs)
+		if s.Machine.Busy() {
+			b.WriteString("**The machine was busy when this ran (load above its CPU count): the figures are noisy.**\n\n")
+		}
 		names := load.Targets(s.Results)
 		pairs := load.RatioPairs(names)
 		b.WriteString("| case | metric |")

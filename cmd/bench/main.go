@@ -19,6 +19,7 @@ commands:
   churn       sessions open, use and close continuously: errors and leaks
   report      Markdown report with SVG charts from --out files
   vm          serve simulated VMs (RFB 3.8 servers) until interrupted
+  tokens      write a websockify token file naming every VM a run may start
 
 Every scenario measures --url (a proxy; {ip} {port} {token} filled per session),
 --direct (the baseline, no proxy) and --vs (another proxy) in one run, and prints
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runScenario(args[0], args[1:], stdout, stderr)
 	case "report":
 		err = runReport(args[1:], stdout, stderr)
+	case "tokens":
+		err = runTokens(args[1:], stderr)
 	case "worker":
 		// Internal: a worker process of a scenario, driven over stdin/stdout.
 		err = load.ServeWorker(os.Stdin, stdout)

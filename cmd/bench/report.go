@@ -48,3 +48,27 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "report: %s\n", filepath.Join(*out, "report.md"))
 	return nil
 }
+
+// runTokens writes the token file a proxy needs before any scenario starts (scenarios can
+// write it too, with --token-file, but a proxy may want it at start-up).
+func runTokens(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench tokens", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("file", "", "token file to write")
+	sessions := fs.Int("sessions", 50000, "the most sessions a run will open")
+	perWorker := fs.Int("per-worker", 8000, "as given to the scenarios")
+	perVM := fs.Int("per-vm", 50, "as given to the scenarios")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return err
+	}
+	if *file == "" {
+		return fmt.Errorf("--file is required")
+	}
+	o := load.Options{Kind: load.KindHold, Sessions: *sessions, PerWorker: *perWorker, PerVM: *perVM}
+	w, v := o.Workers()
+	// Churn uses up to 64 VMs on worker 0 whatever the session count.
+	return load.WriteTokenFile(*file, w, max(v, 64))
+}

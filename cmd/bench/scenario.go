@@ -203,6 +203,10 @@ func runScenario(scenario string, args []string, stdout, stderr io.Writer) error
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	set := &load.RunSet{Scenario: scenario, Started: time.Now().UTC(), Command: append([]string{"bench", scenario}, args...), Machine: load.ThisMachine()}
+	if set.Machine.Busy() {
+		fmt.Fprintf(stderr, "bench: WARNING: load %.1f on %d CPUs before starting: other work competes for the cores, figures will be noisy\n",
+			set.Machine.Load, set.Machine.CPUs)
+	}
 	prog := newProgress(stderr, c.progressEvery)
 	for _, sc := range cases {
 		for _, t := range targets {
