@@ -506,3 +506,31 @@ func TestStaticFilesAndKeepAlive(t *testing.T) {
 		t.Fatal("traversal served a file")
 	}
 }
+
+// TestFramesByteByByte sends frames one byte per write, so headers and
+// payloads arrive split at every offset: nothing may be lost or misparsed.
+func TestFramesByteByByte(t *testing.T) {
+	echo := startEcho(t, "127.0.0.2:0", nil)
+	ts := startServer(t, nil)
+	c := mustDialWS(t, ts.url+"/vnc/"+echo.addr(), "binary")
+	msg := bytes.Repeat([]byte("0123456789"), 30) // 300 bytes: a 16-bit length header
+	var stream []byte
+	stream = append(stream, wsframeMasked(msg)...)
+	stream = append(stream, wsframeMasked([]byte("x"))...)
+	for i := range stream {
+		if _, err := c.conn.Write(stream[i : i+1]); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond) // let reads end mid-frame
+		}
+	}
+	want := append(append([]byte(nil), msg...), 'x')
+	if got := c.readData(len(want), 10*time.Second); !bytes.Equal(got, want) {
+		t.Fatalf("got %q", got)
+	}
+	c.writeFrame(true, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+	if code, _ := c.expectClose(5 * time.Second); code != ws.StatusNormalClosure {
+		t.Fatalf("close %d", code)
+	}
+}

@@ -87,7 +87,9 @@ func (s *session) relayFromClient(c gnet.Conn) gnet.Action {
 			s.endFrame()
 		}
 	}
-	_, _ = c.Discard(off)
+	if off > 0 { // gnet's Discard(0) would drop everything buffered
+		_, _ = c.Discard(off)
+	}
 	return gnet.None
 }
 
