@@ -38,7 +38,8 @@ demo: build web
 # with apt-get, or CI=true), then runs every package's tests under -race,
 # including the fuzz targets' seed corpora and the browser end-to-end test.
 test: go-deps check e2e-deps
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/e2e$$')
+	$(GO) test -count=1 -v -timeout 10m ./e2e 2>&1 | tee /tmp/vncedge-e2e.log | grep -E '^(=== RUN|--- |\s+\S+_test.go:|ok|FAIL|PASS)'; exit $${PIPESTATUS[0]}
 
 check: fmt-check vet
 

@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
+# playwright-core needs Node >= 20; Debian's own nodejs is only a fallback.
+command -v node >/dev/null || set -- "$@" nodejs npm
 for pkg in "$@"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
