@@ -27,6 +27,10 @@ type Config struct {
 	// Origins lists allowed browser origins (exact or "https://*.example.com");
 	// "*" disables the check; empty means Origin host must equal Host host.
 	Origins []string
+	// TrustedProxies lists the networks (CIDRs) of TLS terminators and load
+	// balancers in front of vncedge; from them, X-Forwarded-For names the
+	// real client in logs. From anywhere else the header is ignored.
+	TrustedProxies []string
 	// WebDir serves static files (the noVNC client) on the listen port; empty disables.
 	WebDir string
 

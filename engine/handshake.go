@@ -71,6 +71,7 @@ type upgradeInfo struct {
 	route   routing.Route
 	host    string
 	origin  string
+	xff     string // X-Forwarded-For, all lines joined
 	reject  rejectReason
 	counted bool // a global session slot was taken
 }
@@ -98,8 +99,14 @@ func (srv *Server) checkUpgrade(head []byte, resp io.Writer) (upgradeInfo, ws.Ha
 			return nil
 		},
 		OnHeader: func(k, v []byte) error {
-			if bytes.EqualFold(k, []byte("Origin")) {
+			switch {
+			case bytes.EqualFold(k, []byte("Origin")):
 				info.origin = string(v)
+			case len(srv.proxies) > 0 && bytes.EqualFold(k, []byte("X-Forwarded-For")):
+				if info.xff != "" {
+					info.xff += ","
+				}
+				info.xff += string(v)
 			}
 			return nil
 		},
@@ -148,6 +155,7 @@ func (s *session) upgrade(c gnet.Conn, head []byte) {
 	srv := s.srv
 	resp := bytebufferpool.Get()
 	info, hs, err := srv.checkUpgrade(head, resp)
+	s.remote = srv.proxies.clientAddr(s.remote, info.xff)
 	if err != nil {
 		srv.met.upgradesFailed[info.reject].Inc()
 		srv.log.LogAttrs(context.Background(), slog.LevelInfo, "upgrade rejected",

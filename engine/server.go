@@ -47,6 +47,7 @@ type Server struct {
 	logq    *asyncHandler
 	router  *routing.Router
 	origins originPolicy
+	proxies trustedProxies
 	site    atomic.Pointer[webroot.Site]
 	met     *serverMetrics
 	cap     *capacity
@@ -89,6 +90,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine config: %w", err)
 	}
+	proxies, err := newTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("engine config: %w", err)
+	}
 	listen, err := resolveListen(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("engine config: listen: %w", err)
@@ -97,6 +102,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:      cfg,
 		router:   cfg.Router,
 		origins:  origins,
+		proxies:  proxies,
 		met:      newServerMetrics(),
 		cap:      newCapacity(cfg.MaxSessions, cfg.MaxSessionsPerUpstream),
 		listen:   listen,

@@ -90,6 +90,10 @@ Routing:
 		"Repeatable. A browser origin allowed to open sessions: exact",
 		"(https://console.example.com) or a subdomain wildcard (https://*.example.com).",
 		"'*' turns the check off. Requests without Origin (not from a page) pass.")
+	opt("--trusted-proxy CIDR", "none",
+		"Repeatable. TLS terminators or load balancers in front of vncedge; from",
+		"them, X-Forwarded-For names the client in logs (rightmost untrusted hop).",
+		"From other addresses the header is ignored.")
 
 	w(`
 Timeouts:
