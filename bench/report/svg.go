@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"math"
+	"strings"
 
 	"vncedge/bench/load"
 )
@@ -53,7 +54,7 @@ func niceMax(v float64) float64 {
 		return 1
 	}
 	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
+	for _, m := range []float64{1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10} {
 		if m*p >= v {
 			return m * p
 		}
@@ -72,12 +73,24 @@ func yAxis(b *bytes.Buffer, ymax float64, label string) {
 	fmt.Fprintf(b, `<text transform="translate(16 %d) rotate(-90)" text-anchor="middle">%s</text>`+"\n", top+(height-top-bottom)/2, esc(label))
 }
 
+// legend lays the series names out in rows under the plot.
 func legend(b *bytes.Buffer, names []string) {
-	x := left
+	x, y := left, height-50
 	for i, n := range names {
-		fmt.Fprintf(b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/>`, x, height-22, palette[i%len(palette)])
-		fmt.Fprintf(b, `<text x="%d" y="%d">%s</text>`+"\n", x+16, height-12, esc(n))
-		x += 24 + 7*len(n)
+		w := 24 + 7*len(n)
+		if x+w > width-right && x > left {
+			x, y = left, y+18
+		}
+		fmt.Fprintf(b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/>`, x, y-10, palette[i%len(palette)])
+		fmt.Fprintf(b, `<text x="%d" y="%d">%s</text>`+"\n", x+16, y, esc(n))
+		x += w
+	}
+}
+
+// label writes a group label under the axis, one line per comma-separated part.
+func label(b *bytes.Buffer, x float64, text string) {
+	for i, part := range strings.Split(text, ", ") {
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" text-anchor="middle" font-size="11">%s</text>`+"\n", x, height-bottom+16+14*i, esc(part))
 	}
 }
 
@@ -108,8 +121,7 @@ func (c chart) bars() []byte {
 					x+bw/2, float64(height-bottom)-h-3, esc(load.Num(v)))
 			}
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" font-size="11">%s</text>`+"\n",
-			float64(left)+gw*(float64(gi)+0.5), height-bottom+16, esc(g.label))
+		label(&b, float64(left)+gw*(float64(gi)+0.5), g.label)
 	}
 	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="black"/>`+"\n", left, width-right, height-bottom, height-bottom)
 	legend(&b, c.series)
