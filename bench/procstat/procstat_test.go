@@ -1,6 +1,7 @@
 package procstat
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"testing"
@@ -59,4 +60,21 @@ func TestReadSelfAndChild(t *testing.T) {
 	if _, err := Read("/proc", 1<<30); err == nil {
 		t.Fatal("nonexistent pid read without error")
 	}
+}
+
+// FuzzParsers: the /proc parsers never panic on any text, and what they accept is sane.
+func FuzzParsers(f *testing.F) {
+	f.Add([]byte("VmRSS:\t  12 kB\nPss:  3 kB\nMax open files  20000  20000  files\n"))
+	f.Add([]byte("1 (a) b) S 7 1"))
+	f.Add([]byte("VmRSS: x kB\nMax open files unlimited unlimited files"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if v, err := ParseVmRSS(b); err == nil && v < 0 && !bytes.Contains(b, []byte("-")) {
+			t.Fatalf("negative VmRSS %d", v)
+		}
+		_, _ = ParsePss(b)
+		_, _ = ParseFDLimit(b)
+		if pp, ok := ParsePPid(b); ok && !bytes.Contains(b, []byte(")")) {
+			t.Fatalf("ppid %d from text without ')'", pp)
+		}
+	})
 }

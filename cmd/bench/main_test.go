@@ -79,3 +79,14 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"512", "64K", "1G", "2GiB", "", "-1", "9999999999G"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := parseSize(s); err == nil && n < 1 {
+			t.Fatalf("parseSize(%q) = %d without error", s, n)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -335,7 +336,7 @@ func parseSize(s string) (int64, error) {
 		mult, t = 1<<30, strings.TrimSuffix(t, "G")
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 1 {
+	if err != nil || n < 1 || n > math.MaxInt64/mult {
 		return 0, fmt.Errorf("bad size %q", s)
 	}
 	return n * mult, nil
