@@ -3,7 +3,8 @@
 # (when installed) Debian's websockify, then writes a Markdown report with charts.
 #   bench/run.sh short   what `make bench` runs (a few minutes)
 #   bench/run.sh full    the figures recorded in BENCHMARKS.md
-# Environment: BENCH_OUT (default bench-results), BENCH_PORT (vncedge, default 16080),
+# Environment: BENCH_BIN (a directory holding vncedge and bench already built; default:
+# build them into $BENCH_OUT/bin), BENCH_OUT (default bench-results), BENCH_PORT (vncedge, default 16080),
 # BENCH_ADMIN (default 19090), BENCH_WSPORT (websockify, default 16081), BENCH_VS=0 to skip
 # websockify.
 set -euo pipefail
@@ -15,9 +16,14 @@ admin=${BENCH_ADMIN:-19090}
 wsport=${BENCH_WSPORT:-16081}
 mkdir -p "$out/bin"
 out=$(cd "$out" && pwd)
-go build -o "$out/bin/vncedge" ./cmd/vncedge
-go build -o "$out/bin/bench" ./cmd/bench
-bench=$out/bin/bench
+bin=${BENCH_BIN:-}
+if [ -z "$bin" ]; then
+	bin=$out/bin
+	go build -o "$bin/vncedge" ./cmd/vncedge
+	go build -o "$bin/bench" ./cmd/bench
+fi
+bin=$(cd "$bin" && pwd)
+bench=$bin/bench
 tokens=$out/tokens
 "$bench" tokens --file "$tokens" --sessions 50000
 
@@ -40,7 +46,7 @@ wait_port() { # wait_port PORT: up to 10 s for a listener
 
 # A fresh proxy for every scenario, so each memory figure starts from a clean process.
 start_proxy() {
-	"$out/bin/vncedge" --listen "127.0.0.1:$port" --admin "127.0.0.1:$admin" --pprof \
+	"$bin/vncedge" --listen "127.0.0.1:$port" --admin "127.0.0.1:$admin" --pprof \
 		--allow 127.0.0.0/8 --token-file "$tokens" --log-level warn 2>>"$out/vncedge.log" &
 	proxy_pid=$!
 	wait_port "$port"
