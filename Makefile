@@ -65,7 +65,7 @@ e2e: go-deps e2e-deps
 # make bench: short runs of every load scenario against a freshly built
 # proxy, with --direct baselines, printing the figures and ratios.
 bench: build
-	@scripts/bench.sh "$(BIN)"
+	BENCH_BIN=$(BIN) bench/run.sh short
 
 # make fuzz: run every fuzz target for FUZZTIME each (the seeds also run in make test).
 fuzz: go-deps

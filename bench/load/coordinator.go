@@ -47,6 +47,9 @@ type Options struct {
 	OnProgress func(phase string, p Progress)
 	// ProcRoot is where /proc is (tests); default "/proc".
 	ProcRoot string
+	// VMPort is the port every simulated VM listens on; 0 means VMPort (5901,
+	// what /vnc/{ip} reaches). Other ports need {port} in the URL template.
+	VMPort int
 }
 
 func (o *Options) defaults() error {
@@ -169,7 +172,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		left -= n
 		job := Job{Kind: o.Kind, Worker: w, Target: o.Target, Sessions: n, VMs: vms,
 			Concurrency: max(1, o.Concurrency/workers), OpenRate: o.OpenRate / float64(workers),
-			Bytes: o.Bytes, Rate: o.Rate, MsgSize: o.MsgSize, Duration: o.Duration, Timeout: o.Timeout}
+			Bytes: o.Bytes, Rate: o.Rate, MsgSize: o.MsgSize, Duration: o.Duration, Timeout: o.Timeout, VMPort: o.VMPort}
 		if o.Kind == KindChurn {
 			job.Concurrency = o.Concurrency
 		}

@@ -3,6 +3,7 @@ package load
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,7 +63,7 @@ func TestClientAddrSpread(t *testing.T) {
 
 func TestWriteTokenFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens")
-	if err := WriteTokenFile(path, 2, 3); err != nil {
+	if err := WriteTokenFile(path, 2, 3, 0); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
@@ -79,6 +80,7 @@ func run(t *testing.T, o Options) *Result {
 	t.Helper()
 	o.Target = Target{Name: "direct", Direct: true, Pid: os.Getpid()}
 	o.Timeout = 10 * time.Second
+	o.VMPort = freePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	r, err := Run(ctx, o)
@@ -137,4 +139,16 @@ func TestDirectChurn(t *testing.T) {
 	if r.Churned == 0 || r.Churned != r.Opened {
 		t.Fatalf("churn: churned %d of %d opened", r.Churned, r.Opened)
 	}
+}
+
+// freePort returns a port free on the VM addresses of worker 0, so these
+// runs do not collide with cmd/bench's tests or a bench run beside them.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", VMFor(0, 0).IP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

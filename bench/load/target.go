@@ -90,14 +90,17 @@ func CheckTemplate(tmpl string) error {
 }
 
 // WriteTokenFile writes a websockify TokenFile ("token: host:port" lines) naming the VMs of
-// workers 0..workers-1, vms each. It replaces the file atomically, so a proxy watching it
+// workers 0..workers-1, vms each, on port (0: VMPort). It replaces the file atomically, so a proxy watching it
 // never reads half of it.
-func WriteTokenFile(path string, workers, vms int) error {
+func WriteTokenFile(path string, workers, vms, port int) error {
 	var b strings.Builder
 	b.WriteString("# written by vncedge bench: one line per simulated VM\n")
 	for w := 0; w < workers; w++ {
 		for i := 0; i < vms; i++ {
 			vm := VMFor(w, i)
+			if port != 0 {
+				vm.Port = port
+			}
 			fmt.Fprintf(&b, "%s: %s:%d\n", vm.Token, vm.IP, vm.Port)
 		}
 	}

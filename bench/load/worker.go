@@ -50,6 +50,18 @@ type Job struct {
 	Duration time.Duration `json:"duration,omitempty"`
 	// Timeout bounds one session's upgrade plus RFB handshake.
 	Timeout time.Duration `json:"timeout"`
+	// VMPort is the port of every VM; 0 means VMPort (5901). Tests pick a free
+	// one so concurrent runs on one machine do not collide.
+	VMPort int `json:"vm_port,omitempty"`
+}
+
+// vm is the address of this job's VM i.
+func (j *Job) vm(i int) VMAddr {
+	vm := VMFor(j.Worker, i)
+	if j.VMPort != 0 {
+		vm.Port = j.VMPort
+	}
+	return vm
 }
 
 // Part is one worker's figures.
@@ -249,7 +261,7 @@ func (w *worker) startFleet() error {
 		return fmt.Errorf("worker %d: unknown kind %q", w.job.Worker, w.job.Kind)
 	}
 	for i := 0; i < w.job.VMs; i++ {
-		vm := VMFor(w.job.Worker, i)
+		vm := w.job.vm(i)
 		s, err := vncsim.Listen(net.JoinHostPort(vm.IP, fmt.Sprint(vm.Port)), cfg)
 		if err != nil {
 			return fmt.Errorf("worker %d: start VM %d: %w", w.job.Worker, i, err)
@@ -319,7 +331,7 @@ func (c *client) close() {
 // open dials vm on the job's target from the worker's j-th source address and completes
 // the WebSocket upgrade and the RFB handshake.
 func (w *worker) open(j int) (*client, error) {
-	vm := VMFor(w.job.Worker, j%w.job.VMs)
+	vm := w.job.vm(j % w.job.VMs)
 	ctx, cancel := context.WithTimeout(context.Background(), w.job.Timeout)
 	defer cancel()
 	nd := net.Dialer{LocalAddr: ClientAddr(w.job.Worker, j)}

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -33,7 +35,8 @@ func runOK(t *testing.T, args ...string) string {
 func TestSessionsWithWorkerProcessesAndReport(t *testing.T) {
 	t.Setenv("VNCEDGE_BENCH_AS_MAIN", "1")
 	dir := t.TempDir()
-	out := runOK(t, "sessions", "--direct", "--sessions", "40", "--per-worker", "25", "--per-vm", "10",
+	port := strconv.Itoa(freePort(t))
+	out := runOK(t, "sessions", "--direct", "--sessions", "40", "--per-worker", "25", "--per-vm", "10", "--vm-port", port,
 		"--hold", "0", "--settle", "0", "--json", "--out", filepath.Join(dir, "s.json"))
 	var set load.RunSet
 	if err := json.Unmarshal([]byte(out), &set); err != nil {
@@ -42,7 +45,7 @@ func TestSessionsWithWorkerProcessesAndReport(t *testing.T) {
 	if len(set.Results) != 1 || set.Results[0].Workers != 2 || set.Results[0].Opened != 40 {
 		t.Fatalf("results: %+v", set.Results)
 	}
-	runOK(t, "throughput", "--direct", "--in-process", "--sessions", "1", "--bytes", "1M", "--out", filepath.Join(dir, "t.json"))
+	runOK(t, "throughput", "--direct", "--in-process", "--sessions", "1", "--bytes", "1M", "--vm-port", port, "--out", filepath.Join(dir, "t.json"))
 	rep := runOK(t, "report", "--out", filepath.Join(dir, "r"), filepath.Join(dir, "s.json"), filepath.Join(dir, "t.json"))
 	if !strings.Contains(rep, "report.md") {
 		t.Fatalf("report said %q", rep)
@@ -89,4 +92,16 @@ func FuzzParseSize(f *testing.F) {
 			t.Fatalf("parseSize(%q) = %d without error", s, n)
 		}
 	})
+}
+
+// freePort returns a port free on the VM addresses of worker 0, so this
+// package's runs do not collide with bench/load's tests running beside them.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", load.VMFor(0, 0).IP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -58,6 +58,7 @@ func runTokens(args []string, stderr io.Writer) error {
 	sessions := fs.Int("sessions", 50000, "the most sessions a run will open")
 	perWorker := fs.Int("per-worker", 8000, "as given to the scenarios")
 	perVM := fs.Int("per-vm", 50, "as given to the scenarios")
+	vmPort := fs.Int("vm-port", load.VMPort, "as given to the scenarios")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return nil
@@ -70,5 +71,5 @@ func runTokens(args []string, stderr io.Writer) error {
 	o := load.Options{Kind: load.KindHold, Sessions: *sessions, PerWorker: *perWorker, PerVM: *perVM}
 	w, v := o.Workers()
 	// Churn uses up to 64 VMs on worker 0 whatever the session count.
-	return load.WriteTokenFile(*file, w, max(v, 64))
+	return load.WriteTokenFile(*file, w, max(v, 64), *vmPort)
 }

@@ -32,6 +32,7 @@ type common struct {
 	timeout       time.Duration
 	perWorker     int
 	perVM         int
+	vmPort        int
 	inProcess     bool
 	settle        time.Duration
 	progressEvery time.Duration
@@ -51,6 +52,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "limit for one session's upgrade and RFB handshake")
 	fs.IntVar(&c.perWorker, "per-worker", 8000, "most sessions per worker process (each costs it 2 of its 20,000 descriptors)")
 	fs.IntVar(&c.perVM, "per-vm", 50, "sessions per simulated VM (vncedge allows 64 per upstream by default)")
+	fs.IntVar(&c.vmPort, "vm-port", load.VMPort, "`port` of every simulated VM (other than 5901 needs {port} in --url)")
 	fs.BoolVar(&c.inProcess, "in-process", false, "run workers as goroutines instead of processes (small runs, debugging)")
 	fs.DurationVar(&c.settle, "settle", 3*time.Second, "wait after closing before the last memory sample")
 	fs.DurationVar(&c.progressEvery, "progress", 0, "print a progress line this often when stderr is not a terminal (0: 5s)")
@@ -195,7 +197,7 @@ func runScenario(scenario string, args []string, stdout, stderr io.Writer) error
 			w, v := o.Workers()
 			workers, vms = max(workers, w), max(vms, v)
 		}
-		if err := load.WriteTokenFile(c.tokenFile, workers, vms); err != nil {
+		if err := load.WriteTokenFile(c.tokenFile, workers, vms, c.vmPort); err != nil {
 			return err
 		}
 		// A proxy that polls the file needs a moment to see it.
@@ -212,8 +214,8 @@ func runScenario(scenario string, args []string, stdout, stderr io.Writer) error
 	for _, sc := range cases {
 		for _, t := range targets {
 			o := sc.o
-			o.Scenario, o.Target, o.Timeout, o.PerWorker, o.PerVM, o.Settle, o.WorkerCommand =
-				scenario, t, c.timeout, c.perWorker, c.perVM, c.settle, worker
+			o.Scenario, o.Target, o.Timeout, o.PerWorker, o.PerVM, o.Settle, o.WorkerCommand, o.VMPort =
+				scenario, t, c.timeout, c.perWorker, c.perVM, c.settle, worker, c.vmPort
 			label := fmt.Sprintf("%s %s [%s] x%d", scenario, o.Kind, t.Name, o.Sessions)
 			o.OnProgress = func(phase string, p load.Progress) { prog.update(label, phase, p, o.Sessions) }
 			r, err := load.Run(ctx, o)
