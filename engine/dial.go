@@ -19,8 +19,15 @@ import (
 // loop with Execute. Each step re-checks the state on the loop: the browser
 // may have left meanwhile.
 
-// startResolve looks the route up off the loop.
+// startResolve looks the route up: a path route on the loop itself (it is
+// an IP literal checked against the allow-list, no I/O), anything else on a
+// worker, since token sources and DNS may block.
 func (srv *Server) startResolve(s *session) {
+	if s.route.Kind == routing.KindPath {
+		tgt, err := srv.router.Resolve(context.Background(), s.route)
+		s.onResolved(tgt, err)
+		return
+	}
 	if !srv.acquireSetup() {
 		const msg = "too many sessions being set up"
 		s.failSetup(http.StatusServiceUnavailable, rejectCapacity, msg, msg)

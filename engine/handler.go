@@ -66,6 +66,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.s
 	s.clock.Store(int64(time.Since(s.epoch)))
+	s.trimMemory()
 	s.forEachLoop(func(ls *loopState) {
 		_ = ls.el.Execute(context.Background(), ls.sweepRunnable)
 	})

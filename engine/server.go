@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,11 @@ type Server struct {
 
 	epoch time.Time
 	clock atomic.Int64 // nanoseconds since epoch, advanced by the ticker
+
+	// peakSessions and trimming drive trimMemory (ticker goroutine only,
+	// plus the trim goroutine clearing trimming).
+	peakSessions int64
+	trimming     atomic.Bool
 
 	nextID   atomic.Uint64
 	setups   chan struct{} // semaphore for worker goroutines
@@ -338,4 +344,29 @@ func (s *Server) wakePoller() {
 // nextSessionID returns a short, unique, log-friendly id.
 func (s *Server) nextSessionID() string {
 	return strconv.FormatUint(s.nextID.Add(1), 36)
+}
+
+// trimAfter is the drop in live sessions, from their recent peak, that
+// makes the server hand freed memory back to the kernel.
+const trimAfter = 256
+
+// trimMemory returns freed heap to the kernel after many sessions ended.
+// Go does so by itself only after a GC cycle and the background scavenger,
+// and an idle proxy allocates nothing that would trigger one, so without
+// this a box that served a burst of sessions would keep their memory.
+// Runs on the ticker goroutine.
+func (s *Server) trimMemory() {
+	n := s.cap.sessions()
+	if n > s.peakSessions {
+		s.peakSessions = n
+		return
+	}
+	if s.peakSessions-n < trimAfter || n > s.peakSessions/2 || !s.trimming.CompareAndSwap(false, true) {
+		return
+	}
+	s.peakSessions = n
+	go func() {
+		defer s.trimming.Store(false)
+		debug.FreeOSMemory()
+	}()
 }

@@ -1,0 +1,64 @@
+package engine
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCapacityLimits(t *testing.T) {
+	c := newCapacity(2, 1)
+	if !c.acquireSession() || !c.acquireSession() || c.acquireSession() {
+		t.Fatal("global limit of 2 not enforced")
+	}
+	c.releaseSession()
+	if !c.acquireSession() {
+		t.Fatal("released slot not reusable")
+	}
+	if !c.acquireUpstream("a:1") || c.acquireUpstream("a:1") || !c.acquireUpstream("b:1") {
+		t.Fatal("per-upstream limit of 1 not enforced")
+	}
+	c.releaseUpstream("a:1")
+	if c.upstreams() != 1 || !c.acquireUpstream("a:1") {
+		t.Fatal("released upstream slot not reusable")
+	}
+	unlimited := newCapacity(0, 0)
+	for range 1000 {
+		if !unlimited.acquireSession() || !unlimited.acquireUpstream("x") {
+			t.Fatal("0 must mean unlimited")
+		}
+	}
+}
+
+// TestTrimMemoryTrigger: a large drop from the peak starts exactly one trim;
+// small drops and growth do not.
+func TestTrimMemoryTrigger(t *testing.T) {
+	srv := fuzzServer(t)
+	for range 300 {
+		srv.cap.acquireSession()
+	}
+	srv.trimMemory()
+	if srv.peakSessions != 300 {
+		t.Fatalf("peak %d, want 300", srv.peakSessions)
+	}
+	for range 100 {
+		srv.cap.releaseSession()
+	}
+	srv.trimMemory() // 200 of 300: not half, not 256 fewer
+	if srv.trimming.Load() || srv.peakSessions != 300 {
+		t.Fatal("trimmed after a small drop")
+	}
+	for range 200 {
+		srv.cap.releaseSession()
+	}
+	srv.trimMemory()
+	if srv.peakSessions != 0 {
+		t.Fatalf("peak %d after trim, want reset to 0", srv.peakSessions)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.trimming.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("trim did not finish")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
