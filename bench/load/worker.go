@@ -328,6 +328,21 @@ func (c *client) close() {
 	_ = c.conn.Close()
 }
 
+// openCounted opens session j and records the outcome: the setup time and
+// an open count, or a failure with its error.
+func (w *worker) openCounted(j int) (*client, bool) {
+	t := time.Now()
+	c, err := w.open(j)
+	if err != nil {
+		w.failed.Add(1)
+		w.noteErr(err)
+		return nil, false
+	}
+	w.setup.Record(time.Since(t))
+	w.opened.Add(1)
+	return c, true
+}
+
 // open dials vm on the job's target from the worker's j-th source address and completes
 // the WebSocket upgrade and the RFB handshake.
 func (w *worker) open(j int) (*client, error) {
@@ -386,16 +401,9 @@ func (w *worker) openAll(part *Part) []*client {
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				t := time.Now()
-				c, err := w.open(j)
-				if err != nil {
-					w.failed.Add(1)
-					w.noteErr(err)
-					continue
+				if c, ok := w.openCounted(j); ok {
+					out[j] = c
 				}
-				w.setup.Record(time.Since(t))
-				w.opened.Add(1)
-				out[j] = c
 			}
 		}()
 	}
@@ -591,17 +599,12 @@ func (w *worker) churn() {
 				// Every session from a new source port, spread over many source addresses:
 				// each closed one leaves a TIME_WAIT socket behind for a minute.
 				j := int(seq.Add(1) - 1)
-				t := time.Now()
-				c, err := w.open(j)
-				if err != nil {
-					w.failed.Add(1)
-					w.noteErr(err)
+				c, ok := w.openCounted(j)
+				if !ok {
 					continue
 				}
-				w.setup.Record(time.Since(t))
-				w.opened.Add(1)
 				_ = c.conn.SetDeadline(time.Now().Add(w.job.Timeout))
-				err = rfbclient.RequestUpdate(c.st, false, 0, 0, 64, 64)
+				err := rfbclient.RequestUpdate(c.st, false, 0, 0, 64, 64)
 				if err == nil {
 					_, _, err = rfbclient.ReadUpdate(c.r, 4, nil)
 				}
