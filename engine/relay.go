@@ -12,20 +12,45 @@ import (
 	"vncedge/wsframe"
 )
 
+// relayChunk bounds how much buffered browser input is looked at in one
+// piece. Bytes left over from earlier reads sit in gnet's ring buffer, and
+// peeking across its wrap point copies them into one slice: in chunks, that
+// copy stays small however much input was held back.
+const relayChunk = 256 << 10
+
 // relayFromClient forwards browser frames to the VM. A data frame's payload
 // is unmasked in place in gnet's read buffer and written upstream as it
 // arrives; only control frames (at most 125 bytes) wait to be complete.
 func (s *session) relayFromClient(c gnet.Conn) gnet.Action {
-	up := s.upstream
-	if up == nil || up.OutboundBuffered() > s.srv.highWater {
-		s.inputHeld = true
-		if up != nil {
-			s.ls.wait(s) // resume when the VM has taken its backlog
+	for s.state == stRelaying {
+		up := s.upstream
+		if up == nil || up.OutboundBuffered() > s.srv.highWater {
+			s.inputHeld = true
+			if up != nil {
+				s.ls.wait(s) // resume when the VM has taken its backlog
+			}
+			return s.holdInput(c)
 		}
-		return s.holdInput(c)
+		s.inputHeld = false
+		n := c.InboundBuffered()
+		if n == 0 {
+			break
+		}
+		buf, _ := c.Peek(min(n, relayChunk))
+		off := s.relayFrames(buf)
+		if off == 0 {
+			break // an incomplete header or control frame: wait for more
+		}
+		if s.state != stClosed { // a closed session's socket is gone
+			_, _ = c.Discard(off) // never 0: gnet's Discard(0) drops everything
+		}
 	}
-	s.inputHeld = false
-	buf, _ := c.Peek(-1)
+	return gnet.None
+}
+
+// relayFrames parses and forwards the frames in buf and returns how many
+// bytes it consumed.
+func (s *session) relayFrames(buf []byte) int {
 	off := 0
 	for off < len(buf) && s.state == stRelaying {
 		if s.in.remaining > 0 {
@@ -87,10 +112,7 @@ func (s *session) relayFromClient(c gnet.Conn) gnet.Action {
 			s.endFrame()
 		}
 	}
-	if off > 0 { // gnet's Discard(0) would drop everything buffered
-		_, _ = c.Discard(off)
-	}
-	return gnet.None
+	return off
 }
 
 func (s *session) dataOpCode() ws.OpCode {
