@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -151,4 +153,140 @@ func TestHardCapClosesSlowConsumer(t *testing.T) {
 	waitUntil(t, 20*time.Second, "slow consumer close", func() bool {
 		return strings.Contains(ts.metricsText(), `vncedge_sessions_closed_total{reason="slow_consumer"} 1`)
 	})
+}
+
+// TestSlowVMBoundedMemory is the upload direction: a browser sends as fast
+// as it can to a VM that stops reading. The proxy must stop reading the
+// browser (its writes stall), keep its heap small, and then deliver every
+// byte once the VM reads again.
+func TestSlowVMBoundedMemory(t *testing.T) {
+	const total = 128 << 20
+	const chunk = 64 << 10
+	release := make(chan struct{})
+	received := make(chan error, 1)
+	vm := startEcho(t, "127.0.0.2:0", func(c net.Conn) {
+		<-release
+		want := make([]byte, chunk)
+		got := make([]byte, chunk)
+		for off := int64(0); off < total; off += chunk {
+			if _, err := io.ReadFull(c, got); err != nil {
+				received <- err
+				return
+			}
+			fillPattern(want, off)
+			if string(got) != string(want) {
+				received <- fmt.Errorf("bytes differ at offset %d", off)
+				return
+			}
+		}
+		received <- nil
+		_, _ = io.Copy(io.Discard, c) // stay connected: the session goes on
+	})
+	ts := startServer(t, func(c *Config, _ *routing.Config) { c.PingInterval = 0 })
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	c := mustDialWS(t, ts.url+"/vnc/"+vm.addr(), "binary")
+	var sent atomic.Int64
+	writeErr := make(chan error, 1)
+	go func() {
+		buf := make([]byte, chunk)
+		for off := int64(0); off < total; off += chunk {
+			fillPattern(buf, off)
+			if _, err := c.conn.Write(wsframeMasked(buf)); err != nil {
+				writeErr <- err
+				return
+			}
+			sent.Add(chunk)
+		}
+		writeErr <- nil
+	}()
+	pauses := func() bool { return !strings.Contains(ts.metricsText(), "vncedge_backpressure_pauses_total 0") }
+	var last int64 = -1
+	stuckSince := time.Now()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		if w := sent.Load(); w != last {
+			last, stuckSince = w, time.Now()
+			continue
+		}
+		if time.Since(stuckSince) > time.Second && pauses() {
+			break
+		}
+	}
+	stalled := sent.Load()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	heapGrowth := int64(during.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("browser sent %.1f MiB of %d MiB while the VM did not read; heap grew %.1f MiB",
+		float64(stalled)/(1<<20), total>>20, float64(heapGrowth)/(1<<20))
+	if stalled > 48<<20 {
+		t.Errorf("browser pushed %d MiB into a session whose VM is not reading: no backpressure", stalled>>20)
+	}
+	if heapGrowth > 32<<20 {
+		t.Errorf("heap grew %d MiB for one stalled upload", heapGrowth>>20)
+	}
+	if !pauses() {
+		t.Error("no backpressure pause counted")
+	}
+	close(release)
+	select {
+	case err := <-received:
+		if err != nil {
+			t.Fatalf("VM side: %v", err)
+		}
+	case <-time.After(120 * time.Second):
+		t.Fatal("VM did not receive everything")
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatalf("browser side: %v", err)
+	}
+	// The session still works both ways after all the parking.
+	c.writeFrame(true, ws.OpPing, []byte("still there"))
+	h, p, err := c.readFrame(10 * time.Second)
+	if err != nil || h.OpCode != ws.OpPong || string(p) != "still there" {
+		t.Fatalf("after the upload: %v %q %v", h.OpCode, p, err)
+	}
+}
+
+// TestVMSpeaksWhileBrowserParked: the VM does not read the browser's upload
+// (so the browser socket gets parked), then sends a reply and hangs up. The
+// reply and the close must reach the browser, whichever state its socket is
+// in when the VM's bytes and its EOF arrive.
+func TestVMSpeaksWhileBrowserParked(t *testing.T) {
+	// A large reply arrives over many reads; a small one arrives with its
+	// EOF right behind it, usually before the browser socket is back.
+	t.Run("large", func(t *testing.T) { testVMSpeaksWhileBrowserParked(t, bytes.Repeat([]byte("reply!"), 200000)) })
+	t.Run("small", func(t *testing.T) { testVMSpeaksWhileBrowserParked(t, []byte("short reply")) })
+}
+
+func testVMSpeaksWhileBrowserParked(t *testing.T, reply []byte) {
+	vm := startEcho(t, "127.0.0.2:0", func(c net.Conn) {
+		time.Sleep(time.Second) // not reading: the upload fills everything up
+		_, _ = c.Write(reply)
+		// Hang up gracefully: FIN, then read what is left, so the kernel
+		// sends no reset (which would discard the reply in flight).
+		_ = c.(*net.TCPConn).CloseWrite()
+		_, _ = io.Copy(io.Discard, c)
+	})
+	ts := startServer(t, func(c *Config, _ *routing.Config) { c.PingInterval = 0 })
+	c := mustDialWS(t, ts.url+"/vnc/"+vm.addr(), "binary")
+	go func() {
+		frame := wsframeMasked(make([]byte, 64<<10))
+		for range 2000 { // at most 128 MiB; stops when the session ends
+			if _, err := c.conn.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+	if got := c.readData(len(reply), 30*time.Second); !bytes.Equal(got, reply) {
+		t.Fatal("reply differs")
+	}
+	if code, reason := c.expectClose(10 * time.Second); code != ws.StatusNormalClosure {
+		t.Fatalf("close %d %q, want 1000", code, reason)
+	}
+	if !strings.Contains(ts.metricsText(), "vncedge_backpressure_pauses_total") {
+		t.Fatal("no metrics")
+	}
 }

@@ -295,9 +295,10 @@ func TestUpstreamUnreachable(t *testing.T) {
 		t.Fatalf("close %d %q, want 1011 with 'connection refused'", code, reason)
 	}
 	c.expectEOF(5 * time.Second)
-	if m := ts.metricsText(); !strings.Contains(m, `vncedge_sessions_closed_total{reason="dial_failed"} 1`) {
-		t.Error("dial failure not counted")
-	}
+	c.conn.Close() // as a browser does after the close handshake
+	waitUntil(t, 5*time.Second, "dial failure counted", func() bool {
+		return strings.Contains(ts.metricsText(), `vncedge_sessions_closed_total{reason="dial_failed"} 1`)
+	})
 }
 
 func TestUpstreamDiesMidSession(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"syscall"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -25,6 +26,11 @@ func (s *session) relayFromClient(c gnet.Conn) gnet.Action {
 	for s.state == stRelaying {
 		up := s.upstream
 		if up == nil || up.OutboundBuffered() > s.srv.highWater {
+			if up != nil && c.InboundBuffered() == 0 && c.OutboundBuffered() == 0 {
+				// Nothing of the browser's is buffered either way: stop
+				// reading its socket until the VM has taken its backlog.
+				return s.park(c, &s.clientPark)
+			}
 			s.inputHeld = true
 			if up != nil {
 				s.ls.wait(s) // resume when the VM has taken its backlog
@@ -196,20 +202,7 @@ func (s *session) relayFromUpstream(c gnet.Conn) gnet.Action {
 	if len(buf) == 0 {
 		return gnet.None
 	}
-	client := s.client
-	if s.mode == modeBase64 {
-		bb := bytebufferpool.Get()
-		bb.B = append(bb.B[:0], s.hdr[:wsframe.PutHeader(s.hdr[:], true, ws.OpText, wsframe.Base64EncodedLen(len(buf)))]...)
-		bb.B = wsframe.AppendBase64(bb.B, buf)
-		_, _ = client.Write(bb.B)
-		bytebufferpool.Put(bb)
-	} else {
-		n := wsframe.PutHeader(s.hdr[:], true, ws.OpBinary, len(buf))
-		s.iov[0], s.iov[1] = s.hdr[:n], buf
-		_, _ = client.Writev(s.iov[:])
-		s.iov[1] = nil // do not keep gnet's buffer reachable
-	}
-	s.toClient += int64(len(buf))
+	s.writeToClient(buf)
 	_, _ = c.Discard(len(buf))
 	if s.state != stRelaying || s.client == nil {
 		return gnet.None // the browser write failed; the session is ending
@@ -219,27 +212,58 @@ func (s *session) relayFromUpstream(c gnet.Conn) gnet.Action {
 		s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "browser is not reading")
 		return gnet.None
 	}
-	if queued <= s.srv.highWater {
-		return gnet.None
+	if queued <= s.srv.highWater || c.OutboundBuffered() > 0 {
+		return gnet.None // below the mark, or parking would drop bytes queued for the VM
 	}
-	return s.park(c)
+	return s.park(c, &s.upPark)
 }
 
-// park stops reading the VM socket while the browser is behind: gnet cannot
-// pause a socket, so we keep a dup of the descriptor, let gnet close its
-// copy (no FIN: the dup holds the socket open) and re-enroll the dup once the
-// browser caught up. Meanwhile the kernel buffer fills and the VM's TCP
-// window closes: real backpressure, end to end.
-func (s *session) park(c gnet.Conn) gnet.Action {
-	if c.OutboundBuffered() > 0 {
-		return gnet.None // gnet's close would drop bytes queued for the VM
+// writeToClient sends VM bytes to the browser as one data frame.
+func (s *session) writeToClient(p []byte) {
+	if s.mode == modeBase64 {
+		bb := bytebufferpool.Get()
+		bb.B = append(bb.B[:0], s.hdr[:wsframe.PutHeader(s.hdr[:], true, ws.OpText, wsframe.Base64EncodedLen(len(p)))]...)
+		bb.B = wsframe.AppendBase64(bb.B, p)
+		_, _ = s.client.Write(bb.B)
+		bytebufferpool.Put(bb)
+	} else {
+		n := wsframe.PutHeader(s.hdr[:], true, ws.OpBinary, len(p))
+		s.iov[0], s.iov[1] = s.hdr[:n], p
+		_, _ = s.client.Writev(s.iov[:])
+		s.iov[1] = nil // do not keep gnet's buffer reachable
 	}
+	s.toClient += int64(len(p))
+}
+
+// parkState is one socket of a session taken out of its event loop for
+// backpressure.
+type parkState struct {
+	fd       int  // dup of the socket while parked; -1 otherwise
+	parking  bool // the socket's next OnClose is this park, not an end
+	resuming bool // the dup is being enrolled again
+}
+
+// drop closes a parked socket for good (the session is ending).
+func (p *parkState) drop() {
+	if p.fd >= 0 {
+		_ = syscall.Close(p.fd)
+		p.fd = -1
+	}
+}
+
+// park stops reading socket c while the other side is behind: gnet cannot
+// pause a socket, so we keep a dup of the descriptor, let gnet close its
+// copy (no FIN: the dup holds the socket open) and re-enroll the dup once
+// the other side caught up. Meanwhile the kernel buffer fills and the
+// sender's TCP window closes: real backpressure, end to end. The caller
+// makes sure gnet holds nothing for c that its close would drop (nothing
+// queued to write, nothing unread).
+func (s *session) park(c gnet.Conn, p *parkState) gnet.Action {
 	fd, err := c.Dup()
 	if err != nil {
 		return gnet.None // the hard cap (MaxBuffered) still protects us
 	}
-	s.parkedFD = fd
-	s.parking = true
+	p.fd, p.parking = fd, true
 	s.srv.met.backpressure.Inc()
 	s.ls.wait(s)
 	return gnet.Close
@@ -248,40 +272,41 @@ func (s *session) park(c gnet.Conn) gnet.Action {
 // pollBackpressure resumes what park or a full VM queue held back, and
 // reports whether the session must keep waiting.
 func (s *session) pollBackpressure() bool {
-	if s.client == nil {
-		return false
+	if s.upPark.fd >= 0 && s.client != nil && s.client.OutboundBuffered() <= s.srv.lowWater {
+		s.resume(&s.upPark, &s.upRef)
 	}
-	if s.parkedFD >= 0 && !s.resuming {
-		if s.client.OutboundBuffered() > s.srv.lowWater {
-			return true
-		}
-		s.resume()
+	if s.clientPark.fd >= 0 && (s.upstream == nil || s.upstream.OutboundBuffered() <= s.srv.lowWater) {
+		s.resume(&s.clientPark, &s.clientRef)
 	}
-	if s.inputHeld && s.upstream != nil {
-		if s.upstream.OutboundBuffered() > s.srv.lowWater {
-			return true
-		}
+	if s.inputHeld && s.client != nil && s.upstream != nil && s.upstream.OutboundBuffered() <= s.srv.lowWater {
+		s.inputHeld = false
 		_ = s.client.Wake(nil)
 	}
-	return s.resuming || s.parkedFD >= 0
+	if s.state != stRelaying {
+		return false
+	}
+	return s.upPark.fd >= 0 || s.upPark.resuming || s.clientPark.fd >= 0 || s.clientPark.resuming || s.inputHeld
 }
 
-// resume enrolls the parked VM descriptor on this loop again; its OnOpen
-// (onEnrolled) links it back to the session.
-func (s *session) resume() {
-	fd := s.parkedFD
-	s.parkedFD = -1
-	f := os.NewFile(uintptr(fd), "vncedge-upstream")
+// resume enrolls a parked descriptor on this loop again; its OnOpen
+// (onEnrolled) links it back to the session through ref.
+func (s *session) resume(p *parkState, ref *connRef) {
+	if p.fd < 0 {
+		return // not parked, or already resuming
+	}
+	fd := p.fd
+	p.fd = -1
+	f := os.NewFile(uintptr(fd), "vncedge-parked")
 	nc, err := net.FileConn(f) // dups fd; f's copy is closed below
 	_ = f.Close()
+	if err == nil {
+		if _, err = s.ls.el.Enroll(gnet.NewContext(context.Background(), ref), nc); err != nil {
+			_ = nc.Close()
+		}
+	}
 	if err != nil {
-		s.closeWith(ws.StatusInternalServerError, reasonUpstreamError, "resume VNC connection: "+errText(err))
+		s.closeWith(ws.StatusInternalServerError, reasonUpstreamError, "resume parked connection: "+errText(err))
 		return
 	}
-	if _, err := s.ls.el.Enroll(gnet.NewContext(context.Background(), &s.upRef), nc); err != nil {
-		_ = nc.Close()
-		s.closeWith(ws.StatusInternalServerError, reasonUpstreamError, "resume VNC connection: "+errText(err))
-		return
-	}
-	s.resuming = true
+	p.resuming = true
 }

@@ -67,7 +67,7 @@ func benchSession(b *testing.B, mode wireMode) (*session, *fakeConn, *fakeConn) 
 	}
 	b.Cleanup(srv.logq.close)
 	client, up := &fakeConn{}, &fakeConn{}
-	s := &session{srv: srv, state: stRelaying, client: client, upstream: up, mode: mode, parkedFD: -1}
+	s := &session{srv: srv, state: stRelaying, client: client, upstream: up, mode: mode, upPark: parkState{fd: -1}, clientPark: parkState{fd: -1}}
 	s.ls = newLoopState(srv, nil)
 	return s, client, up
 }

@@ -33,6 +33,9 @@ const (
 	// closeLinger bounds how long a closing session waits for its queued
 	// bytes and close frame to reach the browser.
 	closeLinger = 5 * time.Second
+	// closeGrace bounds how long a socket whose sending side we shut down
+	// waits for the browser to close its side.
+	closeGrace = 2 * time.Second
 	// maxPendingSetups bounds concurrent route lookups and dials.
 	maxPendingSetups = 4096
 	// readBufferCap is the size of each loop's read buffer.

@@ -90,11 +90,16 @@ type session struct {
 	toUpstream, toClient int64 // bytes relayed, payload only
 	flushedUp, flushedDn int64 // part of the above already added to metrics
 
-	parkedFD  int  // dup of the VM socket while parked for backpressure; -1 otherwise
-	parking   bool // the next upstream OnClose is a park, not an end
-	resuming  bool // the parked VM socket is being enrolled again
-	inputHeld bool // browser input left unread because the VM is not reading
-	waiting   bool // on the loop's poll list
+	upPark     parkState // the VM socket, parked while the browser is behind
+	clientPark parkState // the browser socket, parked while the VM is behind
+	inputHeld  bool      // browser input left unread because the VM is not reading
+	waiting    bool      // on the loop's poll list
+
+	// The VM ended while the browser socket was parked: what it sent last
+	// and how it ended wait for the browser socket to come back.
+	upEnded   bool
+	upEndErr  error
+	upPending *bytebufferpool.ByteBuffer
 
 	code   ws.StatusCode
 	why    closeReason
@@ -106,7 +111,8 @@ func newSession(ls *loopState, c gnet.Conn) *session {
 	now := srv.now()
 	s := &session{
 		ls: ls, srv: srv, client: c, opened: now, started: time.Now(),
-		lastRecv: now, lastActive: now, parkedFD: -1, slot: -1,
+		lastRecv: now, lastActive: now, slot: -1,
+		upPark: parkState{fd: -1}, clientPark: parkState{fd: -1},
 	}
 	s.clientRef = connRef{s: s}
 	s.upRef = connRef{s: s, upstream: true}
@@ -164,17 +170,34 @@ func (s *session) onUpstreamTraffic(c gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	s.lastActive = s.srv.now()
+	if s.client == nil {
+		// The browser socket is parked: keep the VM's bytes in gnet's
+		// buffer and bring the browser back now, not at the low-water mark.
+		s.resume(&s.clientPark, &s.clientRef)
+		return gnet.None
+	}
 	return s.relayFromUpstream(c)
 }
 
-// onEnrolled runs when a VM socket joins the loop, first after the dial and
-// again after every backpressure park.
+// onEnrolled runs when a socket joins the loop: the VM socket after the
+// dial, and either socket again after a backpressure park.
 func (s *session) onEnrolled(c gnet.Conn, upstream bool) gnet.Action {
 	if !upstream {
-		return gnet.Close // only VM sockets are ever enrolled
+		if !s.clientPark.resuming || s.state != stRelaying {
+			return gnet.Close
+		}
+		s.clientPark.resuming = false
+		s.client = c
+		s.inputHeld = false
+		s.lastRecv = s.srv.now()
+		s.deliverUpstreamEnd()
+		if s.state == stRelaying && s.upstream != nil && s.upstream.InboundBuffered() > 0 {
+			_ = s.upstream.Wake(nil) // what the VM sent while the browser was parked
+		}
+		return gnet.None
 	}
-	if s.resuming {
-		s.resuming = false
+	if s.upPark.resuming {
+		s.upPark.resuming = false
 		if s.state != stRelaying {
 			return gnet.Close
 		}
@@ -230,13 +253,45 @@ func (s *session) onUpstreamClose(c gnet.Conn, err error) {
 		return // stale (already replaced or the session is over)
 	}
 	s.upstream = nil
-	if s.parking {
-		s.parking = false
+	if s.upPark.parking {
+		s.upPark.parking = false
 		return
 	}
 	if s.state != stRelaying {
 		return
 	}
+	if s.client == nil {
+		// The browser socket is parked. gnet is about to free what the VM
+		// sent last, unread: keep it for the browser, and end after it.
+		if buf, _ := c.Peek(-1); len(buf) > 0 {
+			s.upPending = bytebufferpool.Get()
+			s.upPending.B = append(s.upPending.B[:0], buf...)
+		}
+		s.upEnded, s.upEndErr = true, err
+		s.resume(&s.clientPark, &s.clientRef)
+		return
+	}
+	s.endForUpstream(err)
+}
+
+// deliverUpstreamEnd completes an upstream end that happened while the
+// browser socket was parked, now that it is back.
+func (s *session) deliverUpstreamEnd() {
+	if !s.upEnded {
+		return
+	}
+	if s.upPending != nil {
+		s.writeToClient(s.upPending.B)
+		bytebufferpool.Put(s.upPending)
+		s.upPending = nil
+	}
+	if s.state == stRelaying {
+		s.endForUpstream(s.upEndErr)
+	}
+}
+
+// endForUpstream closes the session because the VM socket ended with err.
+func (s *session) endForUpstream(err error) {
 	if err == nil || errors.Is(err, io.EOF) {
 		s.closeWith(ws.StatusNormalClosure, reasonUpstreamClosed, "VNC server closed the connection")
 		return
@@ -250,6 +305,10 @@ func (s *session) onClientClose(c gnet.Conn, err error) {
 		return
 	}
 	s.client = nil
+	if s.clientPark.parking {
+		s.clientPark.parking = false
+		return
+	}
 	switch s.state {
 	case stRelaying:
 		s.why = reasonClientGone
@@ -270,12 +329,18 @@ func (s *session) closeWith(code ws.StatusCode, why closeReason, reason string) 
 	s.code, s.why, s.reason = code, why, reason
 	s.state = stClosing
 	s.closeUpstream()
+	buf := bytebufferpool.Get()
+	buf.B = wsframe.AppendClose(buf.B[:0], code, reason)
 	if s.client == nil {
+		// Parked (or resuming) browser socket: nothing was queued for it when
+		// it was parked, so the close frame fits its empty send buffer.
+		if fd := s.clientPark.fd; fd >= 0 {
+			_, _ = syscall.Write(fd, buf.B)
+		}
+		bytebufferpool.Put(buf)
 		s.finish()
 		return
 	}
-	buf := bytebufferpool.Get()
-	buf.B = wsframe.AppendClose(buf.B[:0], code, reason)
 	_, _ = s.client.Write(buf.B)
 	bytebufferpool.Put(buf)
 	if s.client == nil { // the write failed and gnet closed it under us
@@ -285,14 +350,25 @@ func (s *session) closeWith(code ws.StatusCode, why closeReason, reason string) 
 	s.closeClientWhenDrained()
 }
 
-// closeClientWhenDrained closes the browser socket once gnet has written
-// everything queued for it: gnet's own close drops what the socket refuses.
+// closeClientWhenDrained ends the browser socket gracefully: once gnet has
+// written everything queued for it (gnet's own close drops what the socket
+// refuses), it shuts down the sending side, so the browser reads our last
+// bytes and then EOF, and keeps reading (and discarding) until the browser
+// closes too or closeGrace passes. Closing at once with unread input would
+// make the kernel send a reset, which can destroy the close frame or HTTP
+// error in flight, and noVNC would show 1006 instead of our reason.
 func (s *session) closeClientWhenDrained() {
-	if s.client.OutboundBuffered() == 0 {
+	if s.client.OutboundBuffered() > 0 {
+		s.ls.wait(s)
+		return
+	}
+	if err := syscall.Shutdown(s.client.Fd(), syscall.SHUT_WR); err != nil {
 		_ = s.client.Close()
 		return
 	}
-	s.ls.wait(s)
+	if grace := s.srv.now() + int64(closeGrace); grace < s.deadline {
+		s.deadline = grace // the sweep closes it then, if the browser does not
+	}
 }
 
 func (s *session) closeUpstream() {
@@ -300,10 +376,7 @@ func (s *session) closeUpstream() {
 		_ = s.upstream.Close()
 		s.upstream = nil
 	}
-	if s.parkedFD >= 0 {
-		_ = syscall.Close(s.parkedFD)
-		s.parkedFD = -1
-	}
+	s.upPark.drop()
 }
 
 // finish releases everything the session holds; it runs exactly once, when
@@ -315,7 +388,12 @@ func (s *session) finish() {
 	prev := s.state
 	s.state = stClosed
 	s.closeUpstream()
+	s.clientPark.drop()
 	s.releaseUpgradeResp()
+	if s.upPending != nil {
+		bytebufferpool.Put(s.upPending)
+		s.upPending = nil
+	}
 	s.ls.remove(s)
 	srv := s.srv
 	srv.met.connectionsOpen.Dec()
@@ -376,8 +454,8 @@ func (s *session) checkDeadlines(now int64) {
 			s.closeWith(ws.StatusGoingAway, reasonIdleTimeout, "idle timeout")
 			return
 		}
-		if cfg.PingInterval <= 0 || s.inputHeld {
-			return
+		if cfg.PingInterval <= 0 || s.inputHeld || s.client == nil {
+			return // a parked browser is not read, so its pongs could not count
 		}
 		if s.pingSent == 0 {
 			if now-s.lastRecv >= int64(cfg.PingInterval) {
@@ -405,11 +483,15 @@ func (s *session) pollWaiting() bool {
 		if s.client == nil {
 			return false
 		}
-		if s.client.OutboundBuffered() == 0 || s.srv.now() > s.deadline {
+		if s.srv.now() > s.deadline {
 			_ = s.client.Close()
 			return false
 		}
-		return true
+		if s.client.OutboundBuffered() > 0 {
+			return true
+		}
+		s.closeClientWhenDrained()
+		return false
 	case stRelaying:
 		return s.pollBackpressure()
 	default:
