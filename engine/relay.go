@@ -25,17 +25,24 @@ const relayChunk = 256 << 10
 func (s *session) relayFromClient(c gnet.Conn) gnet.Action {
 	for s.state == stRelaying {
 		up := s.upstream
-		if up == nil || up.OutboundBuffered() > s.srv.highWater {
-			if up != nil && c.InboundBuffered() == 0 && c.OutboundBuffered() == 0 {
-				// Nothing of the browser's is buffered either way: stop
-				// reading its socket until the VM has taken its backlog.
+		if up == nil {
+			s.inputHeld = true // VM socket parked or resuming: it wakes us
+			return s.holdInput(c)
+		}
+		if up.OutboundBuffered() > s.srv.highWater {
+			if c.OutboundBuffered() > 0 {
+				// Parking would drop what is queued for the browser: leave
+				// its input unread (capped) until the VM catches up.
+				s.inputHeld = true
+				s.ls.wait(s)
+				return s.holdInput(c)
+			}
+			if c.InboundBuffered() == 0 {
+				// Stop reading the browser until the VM has taken its backlog.
 				return s.park(c, &s.clientPark)
 			}
-			s.inputHeld = true
-			if up != nil {
-				s.ls.wait(s) // resume when the VM has taken its backlog
-			}
-			return s.holdInput(c)
+			// Forward what this read brought first (at most one read
+			// buffer), so nothing of the browser's is lost by the park.
 		}
 		s.inputHeld = false
 		n := c.InboundBuffered()
@@ -45,7 +52,13 @@ func (s *session) relayFromClient(c gnet.Conn) gnet.Action {
 		buf, _ := c.Peek(min(n, relayChunk))
 		off := s.relayFrames(buf)
 		if off == 0 {
-			break // an incomplete header or control frame: wait for more
+			// An incomplete header or control frame: wait for more bytes,
+			// or for the VM to drain if that is what stopped us.
+			if up := s.upstream; up != nil && up.OutboundBuffered() > s.srv.highWater {
+				s.inputHeld = true
+				s.ls.wait(s)
+			}
+			break
 		}
 		if s.state != stClosed { // a closed session's socket is gone
 			_, _ = c.Discard(off) // never 0: gnet's Discard(0) drops everything

@@ -39,7 +39,7 @@ const (
 	// maxPendingSetups bounds concurrent route lookups and dials.
 	maxPendingSetups = 4096
 	// readBufferCap is the size of each loop's read buffer.
-	readBufferCap = 1 << 20
+	readBufferCap = 256 << 10
 )
 
 // Server is one vncedge proxy: a gnet engine for browsers and VMs plus an
