@@ -31,6 +31,10 @@ type Config struct {
 	// balancers in front of vncedge; from them, X-Forwarded-For names the
 	// real client in logs. From anywhere else the header is ignored.
 	TrustedProxies []string
+	// ProxyProtocol makes every connection start with a PROXY protocol (v1
+	// or v2) header naming the client; it is accepted only from
+	// TrustedProxies, and other connections are closed.
+	ProxyProtocol bool
 	// WebDir serves static files (the noVNC client) on the listen port; empty disables.
 	WebDir string
 
@@ -87,6 +91,9 @@ func (c *Config) Validate() error {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s is negative: %v", name, d))
 		}
+	}
+	if c.ProxyProtocol && len(c.TrustedProxies) == 0 {
+		errs = append(errs, errors.New("proxy-protocol needs trusted-proxy: a PROXY header from anyone would let clients forge their address"))
 	}
 	if c.MaxSessions < 0 || c.MaxSessionsPerUpstream < 0 || c.MaxFrame < 0 || c.MaxBuffered < 0 {
 		errs = append(errs, errors.New("limits must not be negative"))

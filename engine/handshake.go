@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/gobwas/ws"
@@ -20,6 +21,11 @@ import (
 // acts on it once complete: a static file, an error, or an upgrade whose 101
 // is held back until the VM answers.
 func (s *session) readRequest(c gnet.Conn) gnet.Action {
+	if s.srv.cfg.ProxyProtocol && !s.proxyDone {
+		if act, done := s.readProxyHeader(c); !done {
+			return act
+		}
+	}
 	for s.state == stHandshake {
 		buf, _ := c.Peek(-1)
 		end := headEnd(buf)
@@ -64,6 +70,35 @@ func (s *session) readRequest(c gnet.Conn) gnet.Action {
 		_, _ = c.Discard(end)
 	}
 	return gnet.None
+}
+
+// readProxyHeader consumes the PROXY protocol header that must open every
+// connection under --proxy-protocol. done reports that the request may be
+// read now; otherwise act is what to return to gnet (wait, or close).
+func (s *session) readProxyHeader(c gnet.Conn) (act gnet.Action, done bool) {
+	srv := s.srv
+	if ap, err := netip.ParseAddrPort(s.remote); err != nil || !srv.proxies.contains(ap.Addr()) {
+		srv.log.LogAttrs(context.Background(), slog.LevelWarn, "connection refused: not from a trusted proxy",
+			slog.String("client", s.remote))
+		return gnet.Close, false
+	}
+	buf, _ := c.Peek(-1)
+	client, n, err := parseProxyHeader(buf)
+	if errors.Is(err, errProxyIncomplete) {
+		return gnet.None, false // the handshake deadline bounds the wait
+	}
+	if err != nil {
+		srv.met.upgradesFailed[rejectBadRequest].Inc()
+		srv.log.LogAttrs(context.Background(), slog.LevelWarn, "connection refused: bad PROXY header",
+			slog.String("client", s.remote), slog.String("detail", err.Error()))
+		return gnet.Close, false
+	}
+	_, _ = c.Discard(n)
+	if client != "" {
+		s.remote = client
+	}
+	s.proxyDone = true
+	return gnet.None, true
 }
 
 // upgradeInfo collects what gobwas/ws's hooks see during one upgrade.

@@ -66,10 +66,11 @@ type session struct {
 	upstream         gnet.Conn // VM socket; nil before enroll, while parked, after close
 	clientRef, upRef connRef
 
-	remote   string
-	opened   int64 // coarse clock at accept
-	started  time.Time
-	deadline int64 // handshake or closing deadline (coarse clock)
+	remote    string
+	proxyDone bool  // the PROXY protocol header was read (--proxy-protocol)
+	opened    int64 // coarse clock at accept
+	started   time.Time
+	deadline  int64 // handshake or closing deadline (coarse clock)
 
 	// Upgrade results, held until the VM answers.
 	upgradeResp *bytebufferpool.ByteBuffer

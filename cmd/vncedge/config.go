@@ -120,6 +120,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(&listValue{p: &o.allow}, "allow", "")
 	fs.Var(&listValue{p: &e.Origins}, "origin", "")
 	fs.Var(&listValue{p: &e.TrustedProxies}, "trusted-proxy", "")
+	fs.BoolVar(&e.ProxyProtocol, "proxy-protocol", e.ProxyProtocol, "")
 	fs.StringVar(&o.tokenFile, "token-file", o.tokenFile, "")
 	fs.Var(pathValue{&o.tokenPath}, "token-path", "")
 	fs.Var(durationValue{&o.tokenWatch}, "token-watch", "")

@@ -51,6 +51,7 @@ func TestParseConfigEveryFlag(t *testing.T) {
 			return reflect.DeepEqual(o.engine.Origins, []string{"https://a.example.com", "https://*.example.com"})
 		}},
 		{[]string{"--origin", "*"}, func(o options) bool { return reflect.DeepEqual(o.engine.Origins, []string{"*"}) }},
+		{[]string{"--proxy-protocol"}, func(o options) bool { return o.engine.ProxyProtocol }},
 		{[]string{"--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "192.0.2.7"}, func(o options) bool {
 			return reflect.DeepEqual(o.engine.TrustedProxies, []string{"10.0.0.0/8", "192.0.2.7"})
 		}},
@@ -223,6 +224,7 @@ allow:
   - "10.0.0.0/8:5900,5901"
 origin: [https://console.example.com, "https://*.example.com"]
 trusted-proxy: [10.0.0.0/8]
+proxy-protocol: true
 token-file: /etc/vncedge/tokens
 token-path: /ws
 token-watch: 5s
@@ -253,6 +255,7 @@ func TestParseConfigFile(t *testing.T) {
 	want.allow = []string{"192.168.100.0/24", "10.0.0.0/8:5900,5901"}
 	e.Origins = []string{"https://console.example.com", "https://*.example.com"}
 	e.TrustedProxies = []string{"10.0.0.0/8"}
+	e.ProxyProtocol = true
 	want.tokenFile, want.tokenPath, want.tokenWatch = "/etc/vncedge/tokens", "/ws", 5*time.Second
 	e.HandshakeTimeout, e.ConnectTimeout, e.IdleTimeout = 3*time.Second, 2*time.Second, time.Hour
 	e.PingInterval, e.PongTimeout, e.DrainTimeout = 20*time.Second, 40*time.Second, 2*time.Minute

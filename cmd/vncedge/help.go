@@ -94,6 +94,10 @@ Routing:
 		"Repeatable. TLS terminators or load balancers in front of vncedge; from",
 		"them, X-Forwarded-For names the client in logs (rightmost untrusted hop).",
 		"From other addresses the header is ignored.")
+	opt("--proxy-protocol", "false",
+		"Every connection starts with a PROXY protocol v1/v2 header (HAProxy",
+		"send-proxy, AWS NLB, Traefik proxyProtocol) naming the client. Accepted only",
+		"from --trusted-proxy networks (required); other connections are closed.")
 
 	w(`
 Timeouts:
