@@ -65,9 +65,9 @@ if [ "${BENCH_VS:-1}" != 0 ] && command -v websockify >/dev/null; then
 fi
 
 if [ "$mode" = full ]; then
-	tp=(--sessions 1,8 --bytes 1G) lat=(--duration 10s) ses=(--sessions 9900 --hold 5s) churn=(--duration 10s)
+	tp=(--sessions 1,8 --bytes 1G) lat=(--duration 10s) ses=(--sessions 1000,5000,9900 --hold 5s) churn=(--duration 10s)
 else
-	tp=(--sessions 1,4 --bytes 256M) lat=(--duration 5s) ses=(--sessions 5000 --hold 2s) churn=(--duration 5s)
+	tp=(--sessions 1,4 --bytes 256M) lat=(--duration 5s) ses=(--sessions 1000,5000 --hold 2s) churn=(--duration 5s)
 fi
 
 run() { # run SCENARIO ARGS...: one scenario against a fresh proxy
