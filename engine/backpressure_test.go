@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -288,5 +289,44 @@ func testVMSpeaksWhileBrowserParked(t *testing.T, reply []byte) {
 	}
 	if !strings.Contains(ts.metricsText(), "vncedge_backpressure_pauses_total") {
 		t.Fatal("no metrics")
+	}
+}
+
+// TestCloseWhileBrowserParked: a session whose browser socket is parked
+// (its upload outran the VM) still ends with a proper close frame, here
+// from a server drain, instead of a reset.
+func TestCloseWhileBrowserParked(t *testing.T) {
+	done := make(chan struct{})
+	vm := startEcho(t, "127.0.0.2:0", func(c net.Conn) {
+		<-done // never reads while the test runs
+	})
+	t.Cleanup(func() { close(done) }) // runs before the VM server's cleanup
+	ts := startServer(t, func(c *Config, _ *routing.Config) { c.PingInterval = 0 })
+	c := mustDialWS(t, ts.url+"/vnc/"+vm.addr(), "binary")
+	var sent atomic.Int64
+	go func() {
+		frame := wsframeMasked(make([]byte, 64<<10))
+		for range 2000 {
+			if _, err := c.conn.Write(frame); err != nil {
+				return
+			}
+			sent.Add(int64(len(frame)))
+		}
+	}()
+	// Wait for the upload to stall: the browser socket is parked by then.
+	waitUntil(t, 20*time.Second, "upload to stall", func() bool {
+		before := sent.Load()
+		time.Sleep(300 * time.Millisecond)
+		return before > 0 && sent.Load() == before
+	})
+	ts.cfg.DrainTimeout = 0
+	stopped := make(chan error, 1)
+	go func() { stopped <- ts.Shutdown(context.Background()) }()
+	if code, reason := c.expectClose(10 * time.Second); code != ws.StatusGoingAway {
+		t.Fatalf("close %d %q, want 1001", code, reason)
+	}
+	c.conn.Close()
+	if err := <-stopped; err != nil {
+		t.Fatalf("Shutdown: %v", err)
 	}
 }

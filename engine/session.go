@@ -174,6 +174,10 @@ func (s *session) onUpstreamTraffic(c gnet.Conn) gnet.Action {
 	if s.client == nil {
 		// The browser socket is parked: keep the VM's bytes in gnet's
 		// buffer and bring the browser back now, not at the low-water mark.
+		if max := s.srv.cfg.MaxBuffered; max > 0 && c.InboundBuffered() > max {
+			s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "browser is not reading")
+			return gnet.None
+		}
 		s.resume(&s.clientPark, &s.clientRef)
 		return gnet.None
 	}
@@ -184,10 +188,19 @@ func (s *session) onUpstreamTraffic(c gnet.Conn) gnet.Action {
 // dial, and either socket again after a backpressure park.
 func (s *session) onEnrolled(c gnet.Conn, upstream bool) gnet.Action {
 	if !upstream {
-		if !s.clientPark.resuming || s.state != stRelaying {
+		if !s.clientPark.resuming {
 			return gnet.Close
 		}
 		s.clientPark.resuming = false
+		switch s.state {
+		case stRelaying:
+		case stClosing: // the session ended while the browser was parked
+			s.client = c
+			s.sendClose()
+			return gnet.None
+		default:
+			return gnet.Close
+		}
 		s.client = c
 		s.inputHeld = false
 		s.lastRecv = s.srv.now()
@@ -330,24 +343,29 @@ func (s *session) closeWith(code ws.StatusCode, why closeReason, reason string) 
 	s.code, s.why, s.reason = code, why, reason
 	s.state = stClosing
 	s.closeUpstream()
-	buf := bytebufferpool.Get()
-	buf.B = wsframe.AppendClose(buf.B[:0], code, reason)
+	s.deadline = s.srv.now() + int64(closeLinger)
 	if s.client == nil {
-		// Parked (or resuming) browser socket: nothing was queued for it when
-		// it was parked, so the close frame fits its empty send buffer.
-		if fd := s.clientPark.fd; fd >= 0 {
-			_, _ = syscall.Write(fd, buf.B)
+		// The browser socket is parked: bring it back to say goodbye
+		// properly (closing the dup now, with upload bytes unread, would
+		// reset the connection). onEnrolled sends the close frame.
+		s.resume(&s.clientPark, &s.clientRef)
+		if !s.clientPark.resuming {
+			s.finish()
 		}
-		bytebufferpool.Put(buf)
-		s.finish()
 		return
 	}
+	s.sendClose()
+}
+
+// sendClose writes the close frame and ends the browser socket gracefully.
+func (s *session) sendClose() {
+	buf := bytebufferpool.Get()
+	buf.B = wsframe.AppendClose(buf.B[:0], s.code, s.reason)
 	_, _ = s.client.Write(buf.B)
 	bytebufferpool.Put(buf)
 	if s.client == nil { // the write failed and gnet closed it under us
 		return
 	}
-	s.deadline = s.srv.now() + int64(closeLinger)
 	s.closeClientWhenDrained()
 }
 
@@ -467,8 +485,12 @@ func (s *session) checkDeadlines(now int64) {
 			s.closeWith(ws.StatusGoingAway, reasonPongTimeout, "no pong from the browser")
 		}
 	case stClosing:
-		if now > s.deadline && s.client != nil {
-			_ = s.client.Close()
+		if now > s.deadline {
+			if s.client != nil {
+				_ = s.client.Close()
+			} else {
+				s.finish() // a parked browser socket never came back
+			}
 		}
 	}
 }
