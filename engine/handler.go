@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -37,11 +39,22 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
-func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
+func (h *handler) OnTraffic(c gnet.Conn) (act gnet.Action) {
 	ref, ok := c.Context().(*connRef)
 	if !ok {
 		return gnet.Close
 	}
+	// A bug met by one session's bytes must not take down the thousands
+	// of others on this process: drop that connection, say so loudly.
+	defer func() {
+		if r := recover(); r != nil {
+			h.s.met.panics.Inc()
+			h.s.log.Error("panic in session, connection dropped", "session", ref.s.id,
+				"client", ref.s.remote, "upstream_side", ref.upstream, "panic", fmt.Sprint(r),
+				"stack", string(debug.Stack()))
+			act = gnet.Close
+		}
+	}()
 	if ref.upstream {
 		return ref.s.onUpstreamTraffic(c)
 	}

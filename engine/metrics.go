@@ -87,6 +87,7 @@ type serverMetrics struct {
 	reloadErrors    *metrics.Counter
 	logLinesDropped *metrics.Counter
 	pendingSetups   *metrics.Gauge
+	panics          *metrics.Counter
 }
 
 func newServerMetrics() *serverMetrics {
@@ -108,6 +109,7 @@ func newServerMetrics() *serverMetrics {
 		reloadErrors:    s.NewCounter("vncedge_reload_errors_total"),
 		logLinesDropped: s.NewCounter("vncedge_log_lines_dropped_total"),
 		pendingSetups:   s.NewGauge("vncedge_pending_setups", nil),
+		panics:          s.NewCounter("vncedge_panics_total"),
 	}
 	for r := range numCloseReasons {
 		m.sessionsClosed[r] = s.NewCounter(fmt.Sprintf(`vncedge_sessions_closed_total{reason=%q}`, r.String()))

@@ -61,6 +61,7 @@ func benchSession(b *testing.B, mode wireMode) (*session, *fakeConn, *fakeConn) 
 	}
 	cfg := DefaultConfig()
 	cfg.Router = r
+	cfg.Logger = discardLogger()
 	srv, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -288,4 +289,30 @@ func startBenchServer(b *testing.B) string {
 		_ = srv.Shutdown(context.Background())
 	})
 	return "ws://" + srv.Addr()
+}
+
+// panicConn is a browser socket whose reads blow up, standing in for a bug.
+type panicConn struct {
+	fakeConn
+	ref *connRef
+}
+
+func (p *panicConn) Context() any             { return p.ref }
+func (p *panicConn) Peek(int) ([]byte, error) { panic("boom") }
+func (p *panicConn) InboundBuffered() int     { return 1 }
+
+// TestPanicDropsOnlyThatConnection: a panic while handling one socket's
+// bytes is recovered, counted and logged, and that socket is closed.
+func TestPanicDropsOnlyThatConnection(t *testing.T) {
+	b := &testing.B{}
+	s, _, _ := benchSession(b, modeBinary)
+	pc := &panicConn{ref: &s.clientRef}
+	s.client = pc
+	s.clientRef = connRef{s: s}
+	if act := (&handler{s.srv}).OnTraffic(pc); act != gnet.Close {
+		t.Fatalf("action %v, want Close", act)
+	}
+	if n := s.srv.met.panics.Get(); n != 1 {
+		t.Fatalf("vncedge_panics_total = %d, want 1", n)
+	}
 }
