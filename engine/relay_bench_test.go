@@ -53,7 +53,7 @@ func (f *fakeConn) Writev(bs [][]byte) (int, error) {
 	return n, nil
 }
 
-func benchSession(b *testing.B, mode wireMode) (*session, *fakeConn, *fakeConn) {
+func benchSession(b testing.TB, mode wireMode) (*session, *fakeConn, *fakeConn) {
 	b.Helper()
 	r, err := routing.New(routing.Config{})
 	if err != nil {
@@ -150,8 +150,7 @@ func BenchmarkRelayBase64(b *testing.B) {
 // TestRelayZeroAllocs asserts what the benchmarks show, so a regression
 // fails the test suite and not only a benchmark nobody reads.
 func TestRelayZeroAllocs(t *testing.T) {
-	b := &testing.B{}
-	s, client, up := benchSession(b, modeBinary)
+	s, client, up := benchSession(t, modeBinary)
 	frame := wsframe.AppendMaskedFrame(nil, true, ws.OpBinary, [4]byte{1, 2, 3, 4}, make([]byte, 4096))
 	buf := make([]byte, len(frame))
 	payload := make([]byte, 4096)
@@ -304,8 +303,7 @@ func (p *panicConn) InboundBuffered() int     { return 1 }
 // TestPanicDropsOnlyThatConnection: a panic while handling one socket's
 // bytes is recovered, counted and logged, and that socket is closed.
 func TestPanicDropsOnlyThatConnection(t *testing.T) {
-	b := &testing.B{}
-	s, _, _ := benchSession(b, modeBinary)
+	s, _, _ := benchSession(t, modeBinary)
 	pc := &panicConn{ref: &s.clientRef}
 	s.client = pc
 	s.clientRef = connRef{s: s}
