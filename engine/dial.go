@@ -29,8 +29,7 @@ func (srv *Server) startResolve(s *session) {
 		return
 	}
 	if !srv.acquireSetup() {
-		const msg = "too many sessions being set up"
-		s.failSetup(http.StatusServiceUnavailable, rejectCapacity, msg, msg)
+		s.failBusy()
 		return
 	}
 	rt := s.route
@@ -113,6 +112,13 @@ func (s *session) failSetup(status int, why rejectReason, reason, detail string)
 	s.rejectHTTP(status, reason)
 }
 
+// failBusy rejects a setup because maxPendingSetups lookups and dials are
+// already running.
+func (s *session) failBusy() {
+	const msg = "too many sessions being set up"
+	s.failSetup(http.StatusServiceUnavailable, rejectCapacity, msg, msg)
+}
+
 // publicReason is what a browser may learn about a failed token route.
 func publicReason(why rejectReason, status int) string {
 	switch why {
@@ -131,11 +137,7 @@ func publicReason(why rejectReason, status int) string {
 // Register, which dials without a timeout).
 func (srv *Server) startDial(s *session) {
 	if !srv.acquireSetup() {
-		s.state = stResolving // so failSetup's accounting matches an undialled session
-		srv.cap.releaseUpstream(s.upstreamKey)
-		s.upstreamKey = ""
-		const msg = "too many sessions being set up"
-		s.failSetup(http.StatusServiceUnavailable, rejectCapacity, msg, msg)
+		s.failBusy() // finish releases the upstream slot with the socket
 		return
 	}
 	addr := s.target.Addr.String()
@@ -170,8 +172,7 @@ func (s *session) onDialFailed(err error) {
 		return
 	}
 	s.state = stRelaying
-	_, _ = s.client.Write(s.upgradeResp.B)
-	s.releaseUpgradeResp()
+	s.sendUpgradeResponse()
 	reason := "VNC server unreachable: " + errText(err)
 	s.srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream dial failed",
 		slog.String("session", s.id), slog.String("target", s.target.Name),

@@ -67,8 +67,7 @@ type session struct {
 	clientRef, upRef connRef
 
 	remote    string
-	proxyDone bool  // the PROXY protocol header was read (--proxy-protocol)
-	opened    int64 // coarse clock at accept
+	proxyDone bool // the PROXY protocol header was read (--proxy-protocol)
 	started   time.Time
 	deadline  int64 // handshake or closing deadline (coarse clock)
 
@@ -111,7 +110,7 @@ func newSession(ls *loopState, c gnet.Conn) *session {
 	srv := ls.srv
 	now := srv.now()
 	s := &session{
-		ls: ls, srv: srv, client: c, opened: now, started: time.Now(),
+		ls: ls, srv: srv, client: c, started: time.Now(),
 		lastRecv: now, lastActive: now, slot: -1,
 		upPark: parkState{fd: -1}, clientPark: parkState{fd: -1},
 	}
@@ -234,8 +233,7 @@ func (s *session) startRelay() {
 	s.state = stRelaying
 	now := s.srv.now()
 	s.lastActive, s.lastRecv = now, now
-	_, _ = s.client.Write(s.upgradeResp.B)
-	s.releaseUpgradeResp()
+	s.sendUpgradeResponse()
 	s.srv.met.sessionsOpened.Inc()
 	s.srv.log.LogAttrs(context.Background(), slog.LevelInfo, "session open",
 		slog.String("session", s.id), slog.String("client", s.remote),
@@ -252,6 +250,12 @@ func (s *session) modeName() string {
 		return "base64"
 	}
 	return "binary"
+}
+
+// sendUpgradeResponse sends the 101 held since the upgrade was accepted.
+func (s *session) sendUpgradeResponse() {
+	_, _ = s.client.Write(s.upgradeResp.B)
+	s.releaseUpgradeResp()
 }
 
 func (s *session) releaseUpgradeResp() {
