@@ -3,13 +3,13 @@ package engine
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
-
-	"github.com/panjf2000/gnet/v2"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync/atomic"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 )
 
 // startAdmin serves /metrics, /healthz, /readyz (and pprof when enabled) on
@@ -54,7 +54,7 @@ func (s *Server) adminHandler() http.Handler {
 		case s.draining.Load():
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 		default:
-			fmt.Fprintf(w, "ready: %d sessions\n", s.cap.sessions())
+			fmt.Fprintf(w, "ready: %d sessions\n", s.limits.sessions())
 		}
 	})
 	if s.cfg.Pprof {

@@ -12,7 +12,9 @@ import (
 // Config is everything the engine needs to run. cmd/vncedge fills it from
 // flags and the config file; tests fill it directly. The zero value of a
 // duration or limit turns that timeout or limit off (CONTRACT.md), so use
-// DefaultConfig as the starting point.
+// DefaultConfig as the starting point. The tuning fields at the end have no
+// flags: they are the engine's internal trade-offs, exposed so that a test or
+// a benchmark can move them and so that each is written down once.
 type Config struct {
 	// Listen is the TCP address for WebSocket upgrades and static files.
 	Listen string
@@ -22,7 +24,7 @@ type Config struct {
 	// Loops is the number of gnet event loops; 0 means one per CPU.
 	Loops int
 
-	// Router maps requests to upstream targets. Required.
+	// Router maps requests to VM targets. Required.
 	Router *routing.Router
 	// Origins lists allowed browser origins (exact or "https://*.example.com");
 	// "*" disables the check; empty means Origin host must equal Host host.
@@ -39,42 +41,88 @@ type Config struct {
 	WebDir string
 
 	HandshakeTimeout time.Duration // whole HTTP upgrade (slowloris guard)
-	ConnectTimeout   time.Duration // upstream dial
+	ConnectTimeout   time.Duration // VM dial
 	IdleTimeout      time.Duration // no bytes either way
 	PingInterval     time.Duration // server pings
 	PongTimeout      time.Duration // no pong after a ping: peer is dead
 	DrainTimeout     time.Duration // on shutdown: wait this long, then close with 1001
 
-	MaxSessions            int   // concurrent sessions overall (503 above)
-	MaxSessionsPerUpstream int   // concurrent sessions per upstream host:port (503 above)
-	MaxFrame               int64 // largest client frame payload (1009 above)
-	MaxBuffered            int   // bytes queued per session per direction before it counts as a slow consumer
+	MaxSessions      int   // concurrent sessions overall (503 above)
+	MaxSessionsPerVM int   // concurrent sessions per VM (503 above)
+	MaxFrame         int64 // largest browser frame payload (1009 above)
+	MaxBuffered      int   // bytes queued per session per direction before it counts as a slow consumer
 
 	// Pprof exposes net/http/pprof on the admin listener.
 	Pprof bool
 	// Logger receives one line per session open and close; nil means slog.Default().
 	Logger *slog.Logger
+
+	// ReadBufferCap is the size of each event loop's read buffer, shared by
+	// all its sockets: larger means fewer syscalls and frames on bulk
+	// transfers at no per-session cost, but 1 MiB tripled RSS under eight
+	// bulk downloads for +20% throughput (BENCHMARKS.md), hence 256 KiB.
+	ReadBufferCap int
+	// ChunkSize bounds how much buffered browser input is handled as one
+	// piece. Input held back by backpressure sits in gnet's ring buffer, and
+	// peeking across its wrap point copies it into one slice: in chunks,
+	// that copy stays small however much input was held.
+	ChunkSize int
+	// HighWater and LowWater are the backpressure marks: with more than
+	// HighWater bytes queued towards one side, the other side stops being
+	// read until the queue is below LowWater. Zero derives them from
+	// MaxBuffered (see newTuning).
+	HighWater, LowWater int
+	// MaxHeaderBytes bounds an HTTP request head; beyond it the client gets 431.
+	MaxHeaderBytes int
+	// CloseLinger bounds how long a closing connection waits for its queued
+	// bytes (close frame, HTTP error) to reach the browser.
+	CloseLinger time.Duration
+	// CloseGrace bounds how long a socket whose sending side was shut down
+	// waits for the browser to close its side, so no reset eats our last bytes.
+	CloseGrace time.Duration
+	// TickInterval is the resolution of every deadline: the coarse clock
+	// and the per-loop sweep both advance on it.
+	TickInterval time.Duration
+	// PollInterval paces the checks of parked and closing connections:
+	// gnet has no "socket drained" callback, so those are polled while any exist.
+	PollInterval time.Duration
+	// ResolveTimeout bounds one route lookup (token sources, DNS) and is
+	// the deadline of the resolving state.
+	ResolveTimeout time.Duration
+	// MaxPendingSetups bounds the route lookups and dials running at once
+	// on worker goroutines; past it new upgrades get 503.
+	MaxPendingSetups int
 }
 
 // DefaultConfig returns the documented defaults (see `vncedge --help`).
 func DefaultConfig() Config {
 	return Config{
-		Listen:                 "0.0.0.0:6080",
-		Admin:                  "127.0.0.1:9090",
-		HandshakeTimeout:       10 * time.Second,
-		ConnectTimeout:         5 * time.Second,
-		IdleTimeout:            0,
-		PingInterval:           30 * time.Second,
-		PongTimeout:            60 * time.Second,
-		DrainTimeout:           30 * time.Second,
-		MaxSessions:            100000,
-		MaxSessionsPerUpstream: 64,
-		MaxFrame:               16 << 20,
-		MaxBuffered:            32 << 20,
+		Listen:           "0.0.0.0:6080",
+		Admin:            "127.0.0.1:9090",
+		HandshakeTimeout: 10 * time.Second,
+		ConnectTimeout:   5 * time.Second,
+		IdleTimeout:      0,
+		PingInterval:     30 * time.Second,
+		PongTimeout:      60 * time.Second,
+		DrainTimeout:     30 * time.Second,
+		MaxSessions:      100000,
+		MaxSessionsPerVM: 64,
+		MaxFrame:         16 << 20,
+		MaxBuffered:      32 << 20,
+
+		ReadBufferCap:    256 << 10,
+		ChunkSize:        256 << 10,
+		MaxHeaderBytes:   8 << 10,
+		CloseLinger:      5 * time.Second,
+		CloseGrace:       2 * time.Second,
+		TickInterval:     250 * time.Millisecond,
+		PollInterval:     2 * time.Millisecond,
+		ResolveTimeout:   5 * time.Second,
+		MaxPendingSetups: 4096,
 	}
 }
 
-// Validate reports the first setting that cannot work.
+// Validate reports every setting that cannot work.
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Listen == "" {
@@ -95,8 +143,47 @@ func (c *Config) Validate() error {
 	if c.ProxyProtocol && len(c.TrustedProxies) == 0 {
 		errs = append(errs, errors.New("proxy-protocol needs trusted-proxy: a PROXY header from anyone would let clients forge their address"))
 	}
-	if c.MaxSessions < 0 || c.MaxSessionsPerUpstream < 0 || c.MaxFrame < 0 || c.MaxBuffered < 0 {
+	if c.MaxSessions < 0 || c.MaxSessionsPerVM < 0 || c.MaxFrame < 0 || c.MaxBuffered < 0 {
 		errs = append(errs, errors.New("limits must not be negative"))
 	}
+	for name, n := range map[string]int{
+		"ReadBufferCap": c.ReadBufferCap, "ChunkSize": c.ChunkSize,
+		"MaxHeaderBytes": c.MaxHeaderBytes, "MaxPendingSetups": c.MaxPendingSetups,
+	} {
+		if n <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive (start from DefaultConfig)", name))
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"CloseLinger": c.CloseLinger, "CloseGrace": c.CloseGrace, "TickInterval": c.TickInterval,
+		"PollInterval": c.PollInterval, "ResolveTimeout": c.ResolveTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive (start from DefaultConfig)", name))
+		}
+	}
+	if c.HighWater < 0 || c.LowWater < 0 || (c.HighWater > 0 && c.LowWater >= c.HighWater) {
+		errs = append(errs, errors.New("backpressure marks: want 0 <= LowWater < HighWater (or both 0 to derive them)"))
+	}
 	return errors.Join(errs...)
+}
+
+// tuning holds the values derived from Config, computed once in New.
+type tuning struct {
+	highWater, lowWater int
+}
+
+// newTuning derives what Config leaves open. The backpressure marks default
+// to 4 MiB and 512 KiB, measured to keep a bulk download at full speed, but
+// stay under MaxBuffered (at half and an eighth of it) so that parking, not
+// the hard cap that ends the session, is what a slow reader meets first.
+func newTuning(c *Config) tuning {
+	t := tuning{highWater: c.HighWater, lowWater: c.LowWater}
+	if t.highWater == 0 {
+		t.highWater, t.lowWater = 4<<20, 512<<10
+		if m := c.MaxBuffered; m > 0 && m/2 < t.highWater {
+			t.highWater, t.lowWater = m/2, m/8
+		}
+	}
+	return t
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -14,10 +13,13 @@ import (
 	"vncedge/routing"
 )
 
-// The steps of a session's setup that may block run on worker goroutines,
-// bounded by Server.setups, and hand their result back to the session's
-// loop with Execute. Each step re-checks the state on the loop: the browser
-// may have left meanwhile.
+// The setup states, resolving and dialing. The steps that may block run on
+// worker goroutines, bounded by Server.setups, and hand their result back
+// to the session's loop with Execute. Each answer re-checks the state on
+// the loop: the browser may have left meanwhile, or the deadline passed.
+
+// errSetupTimeout ends a dial whose worker never reported back.
+var errSetupTimeout = errors.New("connect did not complete in time")
 
 // startResolve looks the route up: a path route on the loop itself (it is
 // an IP literal checked against the allow-list, no I/O), anything else on a
@@ -29,14 +31,14 @@ func (srv *Server) startResolve(s *session) {
 		return
 	}
 	if !srv.acquireSetup() {
-		s.failBusy()
+		s.failSetup(rejectCapacity, "too many sessions being set up (MaxPendingSetups)")
 		return
 	}
 	rt := s.route
 	el := s.ls.el
 	go func() {
 		defer srv.releaseSetup()
-		ctx, cancel := context.WithTimeout(context.Background(), srv.lookupTimeout())
+		ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.ResolveTimeout)
 		tgt, err := srv.router.Resolve(ctx, rt)
 		cancel()
 		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
@@ -44,13 +46,6 @@ func (srv *Server) startResolve(s *session) {
 			return nil
 		}))
 	}()
-}
-
-func (srv *Server) lookupTimeout() time.Duration {
-	if d := srv.cfg.ConnectTimeout; d > 0 {
-		return d
-	}
-	return 30 * time.Second
 }
 
 func (srv *Server) acquireSetup() bool {
@@ -74,62 +69,49 @@ func (s *session) onResolved(tgt routing.Target, err error) {
 		return
 	}
 	if err != nil {
-		status, detail := routeStatus(err)
+		why, status := routeReject(err)
+		_, detail := routeStatus(err)
 		if errors.Is(err, context.DeadlineExceeded) {
-			status, detail = http.StatusGatewayTimeout, "route lookup timed out: "+detail
+			detail = "route lookup timed out: " + detail
 		}
-		why := routeRejectReason(err)
-		s.failSetup(status, why, publicReason(why, status), detail)
+		s.failSetupStatus(why, status, detail)
 		return
 	}
 	s.target = tgt
-	if !s.srv.cap.acquireUpstream(tgt.Name) {
-		const msg = "too many sessions for this VM"
-		s.failSetup(http.StatusServiceUnavailable, rejectUpstreamCap, msg, msg)
+	if !s.srv.limits.acquireVM(tgt.Name) {
+		s.failSetup(rejectVMCap, rejectVMCap.public())
 		return
 	}
-	s.upstreamKey = tgt.Name
-	s.state = stDialing
-	s.srv.startDial(s)
+	s.slots.vm = tgt.Name
+	if s.to(stDialing) {
+		s.srv.startDial(s)
+	}
 }
 
 // failSetup answers an upgrade that passed validation but cannot proceed
-// with an HTTP error: the 101 was never sent, so the browser sees a status.
-// The browser gets only a generic reason; detail (which may name internal
-// addresses or files from the operator's token sources) goes to the log.
-func (s *session) failSetup(status int, why rejectReason, reason, detail string) {
+// with an HTTP error: the 101 was never sent, so the browser sees a
+// status. The session ends here; its socket goes back to HTTP for the
+// answer. The browser gets only the table's public text; detail (which may
+// name internal addresses or files from the operator's token sources) goes
+// to the log.
+func (s *session) failSetup(why rejectReason, detail string) {
+	s.failSetupStatus(why, why.status(), detail)
+}
+
+func (s *session) failSetupStatus(why rejectReason, status int, detail string) {
 	srv := s.srv
 	srv.met.upgradesFailed[why].Inc()
 	srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upgrade rejected",
 		slog.String("client", s.remote), slog.String("route", s.route.Kind.String()),
 		slog.String("token", routing.TokenHash(s.route.Token)), slog.Int("status", status),
 		slog.String("reason", why.String()), slog.String("detail", detail))
-	if s.counted {
-		s.counted = false
-		srv.cap.releaseSession()
-		srv.met.sessionsActive.Dec()
+	s.to(stClosed)
+	s.release()
+	if s.browser.c == nil {
+		srv.met.connectionsOpen.Dec()
+		return
 	}
-	s.rejectHTTP(status, reason)
-}
-
-// failBusy rejects a setup because maxPendingSetups lookups and dials are
-// already running.
-func (s *session) failBusy() {
-	const msg = "too many sessions being set up"
-	s.failSetup(http.StatusServiceUnavailable, rejectCapacity, msg, msg)
-}
-
-// publicReason is what a browser may learn about a failed token route.
-func publicReason(why rejectReason, status int) string {
-	switch why {
-	case rejectUnknownToken:
-		return "unknown token"
-	case rejectForbidden:
-		return "target not allowed"
-	case rejectLookup:
-		return "token lookup failed"
-	}
-	return http.StatusText(status)
+	s.ls.adoptHTTP(s).respondError(status, why.public())
 }
 
 // startDial connects to the VM off the loop, with the connect timeout, then
@@ -137,12 +119,12 @@ func publicReason(why rejectReason, status int) string {
 // Register, which dials without a timeout).
 func (srv *Server) startDial(s *session) {
 	if !srv.acquireSetup() {
-		s.failBusy() // finish releases the upstream slot with the socket
+		s.failSetup(rejectCapacity, "too many sessions being set up (MaxPendingSetups)")
 		return
 	}
 	addr := s.target.Addr.String()
 	el := s.ls.el
-	ref := &s.upRef
+	ref := &s.vmRef
 	go func() {
 		defer srv.releaseSetup()
 		d := net.Dialer{Timeout: srv.cfg.ConnectTimeout}
@@ -164,18 +146,16 @@ func (srv *Server) startDial(s *session) {
 	}()
 }
 
-// onDialFailed completes the upgrade and closes at once with 1011 and the
-// reason, so noVNC shows "VNC server unreachable: connection refused"
-// instead of a bare failed handshake (CONTRACT.md: unreachable VM -> 1011).
+// onDialFailed ends a session whose VM could not be reached: the upgrade
+// completes and closes at once with 1011 and the reason, so noVNC shows
+// "VNC server unreachable: connection refused" instead of a bare failed
+// handshake (CONTRACT.md: unreachable VM -> 1011).
 func (s *session) onDialFailed(err error) {
 	if s.state != stDialing {
 		return
 	}
-	s.state = stRelaying
-	s.sendUpgradeResponse()
-	reason := "VNC server unreachable: " + errText(err)
 	s.srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream dial failed",
 		slog.String("session", s.id), slog.String("target", s.target.Name),
 		slog.String("upstream", s.target.Addr.String()), slog.String("error", err.Error()))
-	s.closeWith(ws.StatusInternalServerError, reasonDialFailed, reason)
+	s.closeWith(ws.StatusInternalServerError, reasonDialFailed, "VNC server unreachable: "+errText(err))
 }

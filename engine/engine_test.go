@@ -193,7 +193,7 @@ func TestCapacity(t *testing.T) {
 	other := startEcho(t, "127.0.0.4:0", nil)
 	ts := startServer(t, func(c *Config, _ *routing.Config) {
 		c.MaxSessions = 3
-		c.MaxSessionsPerUpstream = 2
+		c.MaxSessionsPerVM = 2
 	})
 	mustDialWS(t, ts.url+"/vnc/"+echo.addr())
 	mustDialWS(t, ts.url+"/vnc/"+echo.addr())
@@ -207,7 +207,7 @@ func TestCapacity(t *testing.T) {
 	// A slot frees when a session ends.
 	c3.writeFrame(true, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
 	c3.expectClose(5 * time.Second)
-	waitUntil(t, 5*time.Second, "slot release", func() bool { return ts.cap.sessions() == 2 })
+	waitUntil(t, 5*time.Second, "slot release", func() bool { return ts.limits.sessions() == 2 })
 	mustDialWS(t, ts.url+"/vnc/"+other.addr())
 }
 
@@ -330,14 +330,14 @@ func TestBrowserVanishes(t *testing.T) {
 	ts := startServer(t, nil)
 	c := mustDialWS(t, ts.url+"/vnc/"+vm.addr(), "binary")
 	c.writeFrame(true, ws.OpBinary, []byte("x"))
-	waitUntil(t, 5*time.Second, "session", func() bool { return ts.cap.sessions() == 1 })
+	waitUntil(t, 5*time.Second, "session", func() bool { return ts.limits.sessions() == 1 })
 	c.conn.Close() // no close frame
 	select {
 	case <-gone:
 	case <-time.After(5 * time.Second):
 		t.Fatal("VM connection not closed after the browser vanished")
 	}
-	waitUntil(t, 5*time.Second, "session release", func() bool { return ts.cap.sessions() == 0 })
+	waitUntil(t, 5*time.Second, "session release", func() bool { return ts.limits.sessions() == 0 })
 	if m := ts.metricsText(); !strings.Contains(m, `vncedge_sessions_closed_total{reason="client_gone"} 1`) {
 		t.Error("client_gone not counted")
 	}
@@ -430,7 +430,7 @@ func TestConcurrentSessions(t *testing.T) {
 		n = 200
 	}
 	echo := startEcho(t, "127.0.0.2:0", nil)
-	ts := startServer(t, func(c *Config, _ *routing.Config) { c.MaxSessionsPerUpstream = 0 })
+	ts := startServer(t, func(c *Config, _ *routing.Config) { c.MaxSessionsPerVM = 0 })
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	sem := make(chan struct{}, 100)
@@ -454,7 +454,7 @@ func TestConcurrentSessions(t *testing.T) {
 	for err := range errs {
 		t.Fatalf("dial: %v", err)
 	}
-	waitUntil(t, 10*time.Second, "all sessions", func() bool { return ts.cap.sessions() == int64(n) })
+	waitUntil(t, 10*time.Second, "all sessions", func() bool { return ts.limits.sessions() == int64(n) })
 	for i, c := range clients {
 		wg.Add(1)
 		go func() {
@@ -469,7 +469,7 @@ func TestConcurrentSessions(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitUntil(t, 10*time.Second, "all sessions closed", func() bool { return ts.cap.sessions() == 0 })
+	waitUntil(t, 10*time.Second, "all sessions closed", func() bool { return ts.limits.sessions() == 0 })
 }
 
 func TestStaticFilesAndKeepAlive(t *testing.T) {

@@ -57,10 +57,10 @@ func FuzzUpgrade(f *testing.F) {
 		var resp bytes.Buffer
 		info, _, err := srv.checkUpgrade(head, &resp)
 		if info.counted {
-			srv.cap.releaseSession()
+			srv.limits.releaseSession()
 		}
-		if srv.cap.sessions() != 0 {
-			t.Fatalf("session slot leaked: %d", srv.cap.sessions())
+		if srv.limits.sessions() != 0 {
+			t.Fatalf("session slot leaked: %d", srv.limits.sessions())
 		}
 		if resp.Len() == 0 {
 			if err == nil {

@@ -9,15 +9,17 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// handler adapts gnet's callbacks to sessions. Browser and VM sockets share
-// it: an accepted socket arrives with no context, an enrolled one carries
-// the *connRef it was enrolled with.
+// handler adapts gnet's callbacks to HTTP connections and sessions.
+// Browser and VM sockets share it; a socket's context says what it is: an
+// accepted socket starts with none (OnOpen gives it an *httpConn), a
+// session's sockets carry the *connRef they were enrolled or handed over
+// with.
 type handler struct{ s *Server }
 
-// connRef is a socket's context: which session it belongs to and which side.
+// connRef is a session socket's context: which session, and which side.
 type connRef struct {
-	s        *session
-	upstream bool
+	s  *session
+	vm bool
 }
 
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
@@ -32,44 +34,43 @@ func (h *handler) OnShutdown(gnet.Engine) {}
 
 func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if ref, ok := c.Context().(*connRef); ok {
-		return nil, ref.s.onEnrolled(c, ref.upstream)
+		return nil, ref.s.onEnrolled(c, ref.vm)
 	}
-	ls := h.s.loopFor(c.EventLoop())
-	newSession(ls, c)
+	newHTTPConn(h.s.loopFor(c.EventLoop()), c)
 	return nil, gnet.None
 }
 
 func (h *handler) OnTraffic(c gnet.Conn) (act gnet.Action) {
-	ref, ok := c.Context().(*connRef)
-	if !ok {
-		return gnet.Close
-	}
-	// A bug met by one session's bytes must not take down the thousands
+	// A bug met by one connection's bytes must not take down the thousands
 	// of others on this process: drop that connection, say so loudly.
 	defer func() {
 		if r := recover(); r != nil {
-			h.s.met.panics.Inc()
-			h.s.log.Error("panic in session, connection dropped", "session", ref.s.id,
-				"client", ref.s.remote, "upstream_side", ref.upstream, "panic", fmt.Sprint(r),
-				"stack", string(debug.Stack()))
+			h.s.recovered(r, c)
 			act = gnet.Close
 		}
 	}()
-	if ref.upstream {
-		return ref.s.onUpstreamTraffic(c)
+	switch x := c.Context().(type) {
+	case *httpConn:
+		return x.onTraffic(c)
+	case *connRef:
+		if x.vm {
+			return x.s.onVMTraffic(c)
+		}
+		return x.s.onBrowserTraffic(c)
 	}
-	return ref.s.onClientTraffic(c)
+	return gnet.Close
 }
 
 func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
-	ref, ok := c.Context().(*connRef)
-	if !ok {
-		return gnet.None
-	}
-	if ref.upstream {
-		ref.s.onUpstreamClose(c, err)
-	} else {
-		ref.s.onClientClose(c, err)
+	switch x := c.Context().(type) {
+	case *httpConn:
+		x.onClose(c)
+	case *connRef:
+		if x.vm {
+			x.s.onVMClose(c, err)
+		} else {
+			x.s.onBrowserClose(c)
+		}
 	}
 	return gnet.None
 }
@@ -83,5 +84,18 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s.forEachLoop(func(ls *loopState) {
 		_ = ls.el.Execute(context.Background(), ls.sweepRunnable)
 	})
-	return tickInterval, gnet.None
+	return s.cfg.TickInterval, gnet.None
+}
+
+// recovered logs and counts a panic caught while handling connection c.
+func (s *Server) recovered(r any, c gnet.Conn) {
+	s.met.panics.Inc()
+	attrs := []any{"panic", fmt.Sprint(r), "stack", string(debug.Stack())}
+	switch x := c.Context().(type) {
+	case *httpConn:
+		attrs = append(attrs, "client", x.remote)
+	case *connRef:
+		attrs = append(attrs, "session", x.s.id, "client", x.s.remote, "vm_side", x.vm)
+	}
+	s.log.Error("panic in connection handler, connection dropped", attrs...)
 }

@@ -7,7 +7,7 @@ import (
 
 // capacity enforces --max-sessions and --max-sessions-per-upstream. It is
 // touched once when a session is set up and once when it ends, never per
-// message, so a mutex around the per-upstream map costs nothing that matters.
+// message, so a mutex around the per-VM map costs nothing that matters.
 type capacity struct {
 	maxTotal int64
 	maxPer   int
@@ -35,9 +35,9 @@ func (c *capacity) releaseSession() { c.total.Add(-1) }
 
 func (c *capacity) sessions() int64 { return c.total.Load() }
 
-// acquireUpstream takes a slot for one upstream; false means that VM already
+// acquireVM takes a slot for one VM; false means that VM already
 // has its maximum number of viewers.
-func (c *capacity) acquireUpstream(key string) bool {
+func (c *capacity) acquireVM(key string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.per[key]
@@ -48,7 +48,7 @@ func (c *capacity) acquireUpstream(key string) bool {
 	return true
 }
 
-func (c *capacity) releaseUpstream(key string) {
+func (c *capacity) releaseVM(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n := c.per[key]; n > 1 {
@@ -58,8 +58,29 @@ func (c *capacity) releaseUpstream(key string) {
 	}
 }
 
-func (c *capacity) upstreams() int {
+func (c *capacity) vms() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.per)
+}
+
+// slots is what a session holds of the limits: taken in setup, released
+// once, by releaseSlots, whichever way the session ends.
+type slots struct {
+	session bool   // a global session slot (and one vncedge_sessions_active)
+	vm      string // the per-VM key holding a slot; "" when none
+}
+
+// releaseSlots gives back everything sl holds and clears it, so a second
+// call is a no-op.
+func (srv *Server) releaseSlots(sl *slots) {
+	if sl.vm != "" {
+		srv.limits.releaseVM(sl.vm)
+		sl.vm = ""
+	}
+	if sl.session {
+		sl.session = false
+		srv.limits.releaseSession()
+		srv.met.sessionsActive.Dec()
+	}
 }

@@ -14,16 +14,16 @@ func TestCapacityLimits(t *testing.T) {
 	if !c.acquireSession() {
 		t.Fatal("released slot not reusable")
 	}
-	if !c.acquireUpstream("a:1") || c.acquireUpstream("a:1") || !c.acquireUpstream("b:1") {
+	if !c.acquireVM("a:1") || c.acquireVM("a:1") || !c.acquireVM("b:1") {
 		t.Fatal("per-upstream limit of 1 not enforced")
 	}
-	c.releaseUpstream("a:1")
-	if c.upstreams() != 1 || !c.acquireUpstream("a:1") {
+	c.releaseVM("a:1")
+	if c.vms() != 1 || !c.acquireVM("a:1") {
 		t.Fatal("released upstream slot not reusable")
 	}
 	unlimited := newCapacity(0, 0)
 	for range 1000 {
-		if !unlimited.acquireSession() || !unlimited.acquireUpstream("x") {
+		if !unlimited.acquireSession() || !unlimited.acquireVM("x") {
 			t.Fatal("0 must mean unlimited")
 		}
 	}
@@ -34,21 +34,21 @@ func TestCapacityLimits(t *testing.T) {
 func TestTrimMemoryTrigger(t *testing.T) {
 	srv := fuzzServer(t)
 	for range 300 {
-		srv.cap.acquireSession()
+		srv.limits.acquireSession()
 	}
 	srv.trimMemory()
 	if srv.peakSessions != 300 {
 		t.Fatalf("peak %d, want 300", srv.peakSessions)
 	}
 	for range 100 {
-		srv.cap.releaseSession()
+		srv.limits.releaseSession()
 	}
 	srv.trimMemory() // 200 of 300: not half, not 256 fewer
 	if srv.trimming.Load() || srv.peakSessions != 300 {
 		t.Fatal("trimmed after a small drop")
 	}
 	for range 200 {
-		srv.cap.releaseSession()
+		srv.limits.releaseSession()
 	}
 	srv.trimMemory()
 	if srv.peakSessions != 0 {

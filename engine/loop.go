@@ -8,16 +8,17 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// loopState is what one event loop owns: its sessions, for the deadline
-// sweep, and the sessions waiting on a socket to drain (parked for
-// backpressure or closing), for the poller. Only the loop goroutine touches
-// the slices; pending is read by the poller goroutine to decide whether to
-// schedule a poll.
+// loopState is what one event loop owns: its sessions and HTTP
+// connections, for the deadline sweep, and those waiting on a socket to
+// drain (parked for backpressure, or closing), for the poller. Only the
+// loop goroutine touches the lists; pending is read by the poller
+// goroutine to decide whether to schedule a poll.
 type loopState struct {
 	srv      *Server
 	el       gnet.EventLoop
-	sessions []*session
-	waiting  []*session
+	sessions roster[*session]
+	conns    roster[*httpConn]
+	waiting  []waiter
 	pending  atomic.Int32 // len(waiting), readable off the loop
 
 	sweepRunnable gnet.Runnable
@@ -31,47 +32,80 @@ func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 	return ls
 }
 
-func (ls *loopState) add(s *session) {
-	s.slot = len(ls.sessions)
-	ls.sessions = append(ls.sessions, s)
+// tracking is a loop's bookkeeping inside each session and HTTP connection.
+type tracking struct {
+	slot    int  // index in its roster; -1 when in none
+	waiting bool // on the loop's poll list
 }
 
-func (ls *loopState) remove(s *session) {
-	i := s.slot
-	if i < 0 || i >= len(ls.sessions) || ls.sessions[i] != s {
+func (t *tracking) track() *tracking { return t }
+
+// roster is a loop's list of sessions or connections, with O(1) removal.
+type roster[T interface{ track() *tracking }] struct{ items []T }
+
+func (r *roster[T]) add(x T) {
+	x.track().slot = len(r.items)
+	r.items = append(r.items, x)
+}
+
+func (r *roster[T]) remove(x T) {
+	t := x.track()
+	i := t.slot
+	if i < 0 || i >= len(r.items) || r.items[i].track() != t {
 		return
 	}
-	last := len(ls.sessions) - 1
-	ls.sessions[i] = ls.sessions[last]
-	ls.sessions[i].slot = i
-	ls.sessions[last] = nil
-	ls.sessions = ls.sessions[:last]
-	s.slot = -1
-	if cap(ls.sessions) > 1024 && len(ls.sessions) < cap(ls.sessions)/4 {
-		ls.sessions = append([]*session(nil), ls.sessions...)
+	last := len(r.items) - 1
+	r.items[i] = r.items[last]
+	r.items[i].track().slot = i
+	var zero T
+	r.items[last] = zero
+	r.items = r.items[:last]
+	t.slot = -1
+	// Give back the array of a roster that shrank a lot (after a burst).
+	if cap(r.items) > 1024 && len(r.items) < cap(r.items)/4 {
+		r.items = append([]T(nil), r.items...)
 	}
 }
 
-// wait puts s on the poll list until its waiting condition clears.
-func (ls *loopState) wait(s *session) {
-	if s.waiting {
+// each calls f for every member, from the end: f may remove its member, and
+// removal swaps in the last one, which was already visited.
+func (r *roster[T]) each(f func(T)) {
+	for i := len(r.items) - 1; i >= 0; i-- {
+		if i < len(r.items) {
+			f(r.items[i])
+		}
+	}
+}
+
+func (r *roster[T]) len() int { return len(r.items) }
+
+// waiter is what the poll list holds.
+type waiter interface {
+	track() *tracking
+	pollWaiting() bool
+}
+
+// wait puts w on the poll list until its waiting condition clears.
+func (ls *loopState) wait(w waiter) {
+	t := w.track()
+	if t.waiting {
 		return
 	}
-	s.waiting = true
-	ls.waiting = append(ls.waiting, s)
+	t.waiting = true
+	ls.waiting = append(ls.waiting, w)
 	if ls.pending.Add(1) == 1 {
 		ls.srv.wakePoller()
 	}
 }
 
-// poll re-checks every waiting session; those done waiting leave the list.
+// poll re-checks every waiting member; those done waiting leave the list.
 func (ls *loopState) poll(context.Context) error {
 	kept := ls.waiting[:0]
-	for _, s := range ls.waiting {
-		if s.pollWaiting() {
-			kept = append(kept, s)
+	for _, w := range ls.waiting {
+		if w.pollWaiting() {
+			kept = append(kept, w)
 		} else {
-			s.waiting = false
+			w.track().waiting = false
 		}
 	}
 	clear(ls.waiting[len(kept):])
@@ -83,32 +117,28 @@ func (ls *loopState) poll(context.Context) error {
 // sweep enforces deadlines and flushes byte counters; it runs every tick.
 func (ls *loopState) sweep(context.Context) error {
 	now := ls.srv.now()
-	// Iterate by index from the end: a check may close a session, and a
-	// closed session is swap-removed, which only moves already-visited ones.
-	for i := len(ls.sessions) - 1; i >= 0; i-- {
-		if i < len(ls.sessions) {
-			ls.sessions[i].checkDeadlines(now)
-		}
-	}
+	ls.conns.each(func(h *httpConn) { h.checkDeadline(now) })
+	ls.sessions.each(func(s *session) { s.checkDeadlines(now) })
 	return nil
 }
 
 // closeAll ends every session on this loop with 1001 (drain timeout
-// expired) and drops connections still in their handshake.
+// expired) and drops connections that are not relaying.
 func (ls *loopState) closeAll(context.Context) error {
-	for i := len(ls.sessions) - 1; i >= 0; i-- {
-		if i >= len(ls.sessions) {
-			continue
+	ls.conns.each(func(h *httpConn) {
+		if h.browser.c != nil && !h.closing { // those closing are on their way out
+			_ = h.browser.c.Close()
 		}
-		s := ls.sessions[i]
+	})
+	ls.sessions.each(func(s *session) {
 		switch s.state {
 		case stRelaying:
 			s.closeWith(ws.StatusGoingAway, reasonShutdown, "server shutting down")
-		case stHandshake, stResolving, stDialing:
-			if s.client != nil {
-				_ = s.client.Close()
+		case stResolving, stDialing:
+			if s.browser.c != nil {
+				_ = s.browser.c.Close()
 			}
 		}
-	}
+	})
 	return nil
 }

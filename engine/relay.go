@@ -1,11 +1,6 @@
 package engine
 
 import (
-	"context"
-	"net"
-	"os"
-	"syscall"
-
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
@@ -13,23 +8,33 @@ import (
 	"vncedge/wsframe"
 )
 
-// relayChunk bounds how much buffered browser input is looked at in one
-// piece. Bytes left over from earlier reads sit in gnet's ring buffer, and
-// peeking across its wrap point copies them into one slice: in chunks, that
-// copy stays small however much input was held back.
-const relayChunk = 256 << 10
+// The byte path: browser frames decoded into the VM's stream, the VM's
+// stream framed for the browser. Zero allocations per message on the
+// binary path (relay_bench_test.go enforces it).
 
-// relayFromClient forwards browser frames to the VM. A data frame's payload
-// is unmasked in place in gnet's read buffer and written upstream as it
-// arrives; only control frames (at most 125 bytes) wait to be complete.
-func (s *session) relayFromClient(c gnet.Conn) gnet.Action {
+// inbound is the browser->VM frame parser's state between reads: a data
+// frame's payload is forwarded as it arrives, so a frame can span reads.
+type inbound struct {
+	remaining int64   // payload bytes of the current data frame not yet seen
+	mask      [4]byte // its masking key
+	maskOff   int     // position in the mask cycle of the next payload byte
+	fin       bool    // the current frame ends its message
+	inMessage bool    // a fragmented message is in progress
+	b64       wsframe.Base64Decoder
+}
+
+// relayFromBrowser forwards browser frames to the VM. A data frame's
+// payload is unmasked in place in gnet's read buffer and written to the VM
+// as it arrives; only control frames (at most 125 bytes) wait to be complete.
+func (s *session) relayFromBrowser(c gnet.Conn) gnet.Action {
+	high := s.srv.tune.highWater
 	for s.state == stRelaying {
-		up := s.upstream
-		if up == nil {
+		vm := s.vm
+		if vm == nil {
 			s.inputHeld = true // VM socket parked or resuming: it wakes us
 			return s.holdInput(c)
 		}
-		if up.OutboundBuffered() > s.srv.highWater {
+		if vm.OutboundBuffered() > high {
 			if c.OutboundBuffered() > 0 {
 				// Parking would drop what is queued for the browser: leave
 				// its input unread (capped) until the VM catches up.
@@ -39,7 +44,7 @@ func (s *session) relayFromClient(c gnet.Conn) gnet.Action {
 			}
 			if c.InboundBuffered() == 0 {
 				// Stop reading the browser until the VM has taken its backlog.
-				return s.park(c, &s.clientPark)
+				return s.park(c, &s.browserPark)
 			}
 			// Forward what this read brought first (at most one read
 			// buffer), so nothing of the browser's is lost by the park.
@@ -49,12 +54,12 @@ func (s *session) relayFromClient(c gnet.Conn) gnet.Action {
 		if n == 0 {
 			break
 		}
-		buf, _ := c.Peek(min(n, relayChunk))
+		buf, _ := c.Peek(min(n, s.srv.cfg.ChunkSize))
 		off := s.relayFrames(buf)
 		if off == 0 {
 			// An incomplete header or control frame: wait for more bytes,
 			// or for the VM to drain if that is what stopped us.
-			if up := s.upstream; up != nil && up.OutboundBuffered() > s.srv.highWater {
+			if vm := s.vm; vm != nil && vm.OutboundBuffered() > high {
 				s.inputHeld = true
 				s.ls.wait(s)
 			}
@@ -81,7 +86,7 @@ func (s *session) relayFrames(buf []byte) int {
 			s.in.maskOff = wsframe.Unmask(p, s.in.mask, s.in.maskOff)
 			off += n
 			s.in.remaining -= int64(n)
-			if !s.deliverToUpstream(p) {
+			if !s.writeToVM(p) {
 				break
 			}
 			if s.in.remaining == 0 {
@@ -117,7 +122,7 @@ func (s *session) relayFrames(buf []byte) int {
 		}
 		if h.OpCode != ws.OpContinuation {
 			if want := s.dataOpCode(); h.OpCode != want {
-				s.closeWith(ws.StatusUnsupportedData, reasonUnsupported, "unexpected "+opName(h.OpCode)+" frame on a "+s.modeName()+" session")
+				s.closeWith(ws.StatusUnsupportedData, reasonUnsupported, "unexpected "+opName(h.OpCode)+" frame on a "+s.mode.String()+" session")
 				break
 			}
 		}
@@ -158,9 +163,9 @@ func (s *session) endFrame() {
 	}
 }
 
-// deliverToUpstream writes unmasked payload bytes to the VM and reports
-// whether the session is still relaying afterwards.
-func (s *session) deliverToUpstream(p []byte) bool {
+// writeToVM writes unmasked payload bytes to the VM and reports whether
+// the session is still relaying afterwards.
+func (s *session) writeToVM(p []byte) bool {
 	if len(p) == 0 {
 		return true
 	}
@@ -173,15 +178,15 @@ func (s *session) deliverToUpstream(p []byte) bool {
 			s.closeWith(ws.StatusInvalidFramePayloadData, reasonBadData, "invalid base64: "+err.Error())
 			return false
 		}
-		s.toUpstream += int64(len(bb.B))
-		_, _ = s.upstream.Write(bb.B)
+		s.toVM += int64(len(bb.B))
+		_, _ = s.vm.Write(bb.B)
 		bytebufferpool.Put(bb)
 	} else {
-		s.toUpstream += int64(len(p))
-		_, _ = s.upstream.Write(p)
+		s.toVM += int64(len(p))
+		_, _ = s.vm.Write(p)
 	}
 	// A failed write closes the VM socket synchronously, inside Write.
-	return s.state == stRelaying && s.upstream != nil
+	return s.state == stRelaying && s.vm != nil
 }
 
 // onControl answers ping, notes pong, and completes the close handshake.
@@ -190,10 +195,10 @@ func (s *session) onControl(op ws.OpCode, p []byte) {
 	case ws.OpPing:
 		bb := bytebufferpool.Get()
 		bb.B = wsframe.AppendFrame(bb.B[:0], true, ws.OpPong, p)
-		_, _ = s.client.Write(bb.B)
+		s.browser.write(bb.B)
 		bytebufferpool.Put(bb)
 	case ws.OpPong:
-		// Any byte from the browser already proved it alive (onClientTraffic).
+		// Any byte from the browser already proved it alive (onBrowserTraffic).
 	case ws.OpClose:
 		code, reason, err := wsframe.ParseClose(p)
 		if err != nil {
@@ -203,123 +208,45 @@ func (s *session) onControl(op ws.OpCode, p []byte) {
 		if code == ws.StatusNoStatusRcvd {
 			code = ws.StatusNormalClosure
 		}
-		s.closeWith(code, reasonClientClosed, string(reason))
+		s.closeWith(code, reasonBrowserClosed, string(reason))
 	}
 }
 
-// relayFromUpstream wraps everything the VM sent since the last read into
-// one frame: the header and gnet's read buffer go out in one writev, so the
+// relayFromVM wraps everything the VM sent since the last read into one
+// frame: the header and gnet's read buffer go out in one writev, so the
 // payload is never copied by us (gnet copies only what the socket refuses).
-func (s *session) relayFromUpstream(c gnet.Conn) gnet.Action {
+func (s *session) relayFromVM(c gnet.Conn) gnet.Action {
 	buf, _ := c.Peek(-1)
 	if len(buf) == 0 {
 		return gnet.None
 	}
-	s.writeToClient(buf)
+	s.writeToBrowser(buf)
 	_, _ = c.Discard(len(buf))
-	if s.state != stRelaying || s.client == nil {
+	if s.state != stRelaying || s.browser.c == nil {
 		return gnet.None // the browser write failed; the session is ending
 	}
-	queued := s.client.OutboundBuffered()
+	queued := s.browser.c.OutboundBuffered()
 	if max := s.srv.cfg.MaxBuffered; max > 0 && queued > max {
 		s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "browser is not reading")
 		return gnet.None
 	}
-	if queued <= s.srv.highWater || c.OutboundBuffered() > 0 {
+	if queued <= s.srv.tune.highWater || c.OutboundBuffered() > 0 {
 		return gnet.None // below the mark, or parking would drop bytes queued for the VM
 	}
-	return s.park(c, &s.upPark)
+	return s.park(c, &s.vmPark)
 }
 
-// writeToClient sends VM bytes to the browser as one data frame.
-func (s *session) writeToClient(p []byte) {
+// writeToBrowser sends VM bytes to the browser as one data frame.
+func (s *session) writeToBrowser(p []byte) {
 	if s.mode == modeBase64 {
 		bb := bytebufferpool.Get()
 		bb.B = append(bb.B[:0], s.hdr[:wsframe.PutHeader(s.hdr[:], true, ws.OpText, wsframe.Base64EncodedLen(len(p)))]...)
 		bb.B = wsframe.AppendBase64(bb.B, p)
-		_, _ = s.client.Write(bb.B)
+		s.browser.write(bb.B)
 		bytebufferpool.Put(bb)
 	} else {
 		n := wsframe.PutHeader(s.hdr[:], true, ws.OpBinary, len(p))
-		s.iov[0], s.iov[1] = s.hdr[:n], p
-		_, _ = s.client.Writev(s.iov[:])
-		s.iov[1] = nil // do not keep gnet's buffer reachable
+		s.browser.writev(s.hdr[:n], p)
 	}
-	s.toClient += int64(len(p))
-}
-
-// parkState is one socket of a session taken out of its event loop for
-// backpressure.
-type parkState struct {
-	fd       int  // dup of the socket while parked; -1 otherwise
-	parking  bool // the socket's next OnClose is this park, not an end
-	resuming bool // the dup is being enrolled again
-}
-
-// drop closes a parked socket for good (the session is ending).
-func (p *parkState) drop() {
-	if p.fd >= 0 {
-		_ = syscall.Close(p.fd)
-		p.fd = -1
-	}
-}
-
-// park stops reading socket c while the other side is behind: gnet cannot
-// pause a socket, so we keep a dup of the descriptor, let gnet close its
-// copy (no FIN: the dup holds the socket open) and re-enroll the dup once
-// the other side caught up. Meanwhile the kernel buffer fills and the
-// sender's TCP window closes: real backpressure, end to end. The caller
-// makes sure gnet holds nothing for c that its close would drop (nothing
-// queued to write, nothing unread).
-func (s *session) park(c gnet.Conn, p *parkState) gnet.Action {
-	fd, err := c.Dup()
-	if err != nil {
-		return gnet.None // the hard cap (MaxBuffered) still protects us
-	}
-	p.fd, p.parking = fd, true
-	s.srv.met.backpressure.Inc()
-	s.ls.wait(s)
-	return gnet.Close
-}
-
-// pollBackpressure resumes what park or a full VM queue held back, and
-// reports whether the session must keep waiting.
-func (s *session) pollBackpressure() bool {
-	if s.upPark.fd >= 0 && s.client != nil && s.client.OutboundBuffered() <= s.srv.lowWater {
-		s.resume(&s.upPark, &s.upRef)
-	}
-	if s.clientPark.fd >= 0 && (s.upstream == nil || s.upstream.OutboundBuffered() <= s.srv.lowWater) {
-		s.resume(&s.clientPark, &s.clientRef)
-	}
-	if s.inputHeld && s.client != nil && s.upstream != nil && s.upstream.OutboundBuffered() <= s.srv.lowWater {
-		s.inputHeld = false
-		_ = s.client.Wake(nil)
-	}
-	if s.state != stRelaying {
-		return false
-	}
-	return s.upPark.fd >= 0 || s.upPark.resuming || s.clientPark.fd >= 0 || s.clientPark.resuming || s.inputHeld
-}
-
-// resume enrolls a parked descriptor on this loop again; its OnOpen
-// (onEnrolled) links it back to the session through ref.
-func (s *session) resume(p *parkState, ref *connRef) {
-	if p.fd < 0 {
-		return // not parked, or already resuming
-	}
-	fd := p.fd
-	p.fd = -1
-	f := os.NewFile(uintptr(fd), "vncedge-parked")
-	nc, err := net.FileConn(f) // dups fd; f's copy is closed below
-	_ = f.Close()
-	if err == nil {
-		if _, err = s.ls.el.Enroll(gnet.NewContext(context.Background(), ref), nc); err != nil {
-			_ = nc.Close()
-		}
-	}
-	if err != nil {
-		s.closeWith(ws.StatusInternalServerError, reasonUpstreamError, "resume parked connection: "+errText(err))
-		return
-	}
-	p.resuming = true
+	s.toBrowser += int64(len(p))
 }

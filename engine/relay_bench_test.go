@@ -67,10 +67,11 @@ func benchSession(b testing.TB, mode wireMode) (*session, *fakeConn, *fakeConn) 
 		b.Fatal(err)
 	}
 	b.Cleanup(srv.logq.close)
-	client, up := &fakeConn{}, &fakeConn{}
-	s := &session{srv: srv, state: stRelaying, client: client, upstream: up, mode: mode, upPark: parkState{fd: -1}, clientPark: parkState{fd: -1}}
+	browser, vm := &fakeConn{}, &fakeConn{}
+	s := &session{srv: srv, state: stRelaying, browser: browserConn{c: browser}, vm: vm, mode: mode,
+		browserPark: park{fd: -1}, vmPark: park{fd: -1}, tracking: tracking{slot: -1}}
 	s.ls = newLoopState(srv, nil)
-	return s, client, up
+	return s, browser, vm
 }
 
 // BenchmarkRelayBrowserToVM measures one masked frame parsed, unmasked in
@@ -86,7 +87,7 @@ func BenchmarkRelayBrowserToVM(b *testing.B) {
 			for b.Loop() {
 				copy(buf, frame) // the relay unmasks in place
 				client.in = buf
-				s.relayFromClient(client)
+				s.relayFromBrowser(client)
 			}
 			if up.written == 0 || s.state != stRelaying {
 				b.Fatal("nothing relayed")
@@ -106,7 +107,7 @@ func BenchmarkRelayVMToBrowser(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				up.in = payload
-				s.relayFromUpstream(up)
+				s.relayFromVM(up)
 			}
 			if client.written == 0 {
 				b.Fatal("nothing relayed")
@@ -129,7 +130,7 @@ func BenchmarkRelayBase64(b *testing.B) {
 		for b.Loop() {
 			copy(buf, frame)
 			client.in = buf
-			s.relayFromClient(client)
+			s.relayFromBrowser(client)
 		}
 		if s.state != stRelaying {
 			b.Fatal("session ended")
@@ -142,7 +143,7 @@ func BenchmarkRelayBase64(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			up.in = payload
-			s.relayFromUpstream(up)
+			s.relayFromVM(up)
 		}
 	})
 }
@@ -157,13 +158,13 @@ func TestRelayZeroAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() {
 		copy(buf, frame)
 		client.in = buf
-		s.relayFromClient(client)
+		s.relayFromBrowser(client)
 	}); n != 0 {
 		t.Errorf("browser->VM: %v allocs per message", n)
 	}
 	if n := testing.AllocsPerRun(200, func() {
 		up.in = payload
-		s.relayFromUpstream(up)
+		s.relayFromVM(up)
 	}); n != 0 {
 		t.Errorf("VM->browser: %v allocs per message", n)
 	}
@@ -304,9 +305,9 @@ func (p *panicConn) InboundBuffered() int     { return 1 }
 // bytes is recovered, counted and logged, and that socket is closed.
 func TestPanicDropsOnlyThatConnection(t *testing.T) {
 	s, _, _ := benchSession(t, modeBinary)
-	pc := &panicConn{ref: &s.clientRef}
-	s.client = pc
-	s.clientRef = connRef{s: s}
+	pc := &panicConn{ref: &s.browserRef}
+	s.browser.c = pc
+	s.browserRef = connRef{s: s}
 	if act := (&handler{s.srv}).OnTraffic(pc); act != gnet.Close {
 		t.Fatalf("action %v, want Close", act)
 	}

@@ -11,35 +11,13 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
 	"vncedge/engine/webroot"
 	"vncedge/routing"
-)
-
-const (
-	// tickInterval is the resolution of every deadline: the coarse clock and
-	// the per-loop sweep both advance on it.
-	tickInterval = 250 * time.Millisecond
-	// pollInterval paces the checks of parked and closing sessions; gnet has
-	// no "socket drained" callback, so those are polled while any exist.
-	pollInterval = 2 * time.Millisecond
-	// highWater and lowWater bound what one session queues for a slow
-	// browser before its VM socket stops being read (DESIGN.md, backpressure).
-	highWater = 4 << 20
-	lowWater  = 512 << 10
-	// closeLinger bounds how long a closing session waits for its queued
-	// bytes and close frame to reach the browser.
-	closeLinger = 5 * time.Second
-	// closeGrace bounds how long a socket whose sending side we shut down
-	// waits for the browser to close its side.
-	closeGrace = 2 * time.Second
-	// maxPendingSetups bounds concurrent route lookups and dials.
-	maxPendingSetups = 4096
-	// readBufferCap is the size of each loop's read buffer.
-	readBufferCap = 256 << 10
 )
 
 // Server is one vncedge proxy: a gnet engine for browsers and VMs plus an
@@ -54,14 +32,13 @@ type Server struct {
 	proxies trustedProxies
 	site    atomic.Pointer[webroot.Site]
 	met     *serverMetrics
-	cap     *capacity
+	limits  *capacity
 	listen  string // resolved listen address (a port 0 becomes a free port)
 
-	// highWater and lowWater are the backpressure marks: above highWater
-	// queued for one side, the other side stops being read until the queue
-	// is below lowWater. Kept under MaxBuffered so the hard cap is the last
-	// line, not the first.
-	highWater, lowWater int
+	tune tuning // values derived from cfg, once
+	// strict makes an illegal session transition panic: set under go test,
+	// where a wrong step must fail loudly, never in production.
+	strict bool
 
 	epoch time.Time
 	clock atomic.Int64 // nanoseconds since epoch, advanced by the ticker
@@ -113,17 +90,15 @@ func New(cfg Config) (*Server, error) {
 		origins:  origins,
 		proxies:  proxies,
 		met:      newServerMetrics(),
-		cap:      newCapacity(cfg.MaxSessions, cfg.MaxSessionsPerUpstream),
+		limits:   newCapacity(cfg.MaxSessions, cfg.MaxSessionsPerVM),
 		listen:   listen,
 		epoch:    time.Now(),
-		setups:   make(chan struct{}, maxPendingSetups),
+		tune:     newTuning(&cfg),
+		strict:   testing.Testing(),
+		setups:   make(chan struct{}, cfg.MaxPendingSetups),
 		pollWake: make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		served:   make(chan struct{}),
-	}
-	s.highWater, s.lowWater = highWater, lowWater
-	if m := cfg.MaxBuffered; m > 0 && m/2 < s.highWater {
-		s.highWater, s.lowWater = m/2, m/8
 	}
 	base := cfg.Logger
 	if base == nil {
@@ -138,7 +113,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.site.Store(site)
 	}
-	s.met.set.NewGauge("vncedge_upstreams_active", func() float64 { return float64(s.cap.upstreams()) })
+	s.met.set.NewGauge("vncedge_upstreams_active", func() float64 { return float64(s.limits.vms()) })
 	s.met.set.NewGauge("vncedge_draining", func() float64 {
 		if s.draining.Load() {
 			return 1
@@ -194,9 +169,7 @@ func (s *Server) Serve() error {
 		gnet.WithReusePort(true),
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		// One read buffer per loop, shared by its sockets: a larger one means
-		// fewer syscalls and frames on bulk transfers at no per-session cost.
-		gnet.WithReadBufferCap(readBufferCap),
+		gnet.WithReadBufferCap(s.cfg.ReadBufferCap),
 		gnet.WithLogger(gnetLogger{s.log}),
 	}
 	if s.cfg.Loops > 0 {
@@ -252,12 +225,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.log.Info("draining", "sessions", s.cap.sessions(), "drain_timeout", s.cfg.DrainTimeout.String())
+	s.log.Info("draining", "sessions", s.limits.sessions(), "drain_timeout", s.cfg.DrainTimeout.String())
 	if s.cfg.DrainTimeout > 0 {
-		s.waitFor(ctx, s.cfg.DrainTimeout, func() bool { return s.cap.sessions() == 0 })
+		s.waitFor(ctx, s.cfg.DrainTimeout, func() bool { return s.limits.sessions() == 0 })
 	}
 	s.forEachLoop(func(ls *loopState) { _ = ls.el.Execute(context.Background(), gnet.RunnableFunc(ls.closeAll)) })
-	s.waitFor(ctx, closeLinger, func() bool { return s.met.connectionsOpen.Get() == 0 })
+	s.waitFor(ctx, s.cfg.CloseLinger, func() bool { return s.met.connectionsOpen.Get() == 0 })
 
 	s.engMu.Lock()
 	eng := s.eng
@@ -309,9 +282,9 @@ func (s *Server) loopFor(el gnet.EventLoop) *loopState {
 }
 
 // pollLoop runs the parked/closing checks of every loop that has any, every
-// pollInterval, and sleeps when no loop needs it.
+// PollInterval, and sleeps when no loop needs it.
 func (s *Server) pollLoop() {
-	t := time.NewTicker(pollInterval)
+	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
 	for {
 		busy := false
@@ -359,7 +332,7 @@ const trimAfter = 256
 // this a box that served a burst of sessions would keep their memory.
 // Runs on the ticker goroutine.
 func (s *Server) trimMemory() {
-	n := s.cap.sessions()
+	n := s.limits.sessions()
 	if n > s.peakSessions {
 		s.peakSessions = n
 		return

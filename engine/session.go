@@ -2,12 +2,8 @@ package engine
 
 import (
 	"context"
-	"errors"
-	"io"
+	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -18,21 +14,152 @@ import (
 	"vncedge/wsframe"
 )
 
-// state is where a session is in its one-way life.
+// A session is one WebSocket from a browser relayed to one VM. It begins
+// when an httpConn (httpconn.go) has read a valid upgrade request and ends
+// when the browser socket is gone. Its whole life:
+//
+//	upgrade accepted (httpConn hands over the browser socket)
+//	        │
+//	        ▼
+//	  ┌───────────┐ lookup failed, over a limit: HTTP error,
+//	  │ resolving │──────────────────────────────────────────┐
+//	  └─────┬─────┘ (the socket goes back to its httpConn)   │
+//	        │ target allowed                                 │
+//	        ▼                                                │
+//	  ┌───────────┐ dial or enroll failed:                   │
+//	  │  dialing  │──── 101, then close 1011 ──────┐         │
+//	  └─────┬─────┘                                │         │
+//	        │ VM socket on the loop: 101 sent      │         │
+//	        ▼                                      ▼         │
+//	  ┌───────────┐ close frame, an error,   ┌───────────┐   │
+//	  │ relaying  │─ a timeout, either side ►│  closing  │   │
+//	  └───────────┘   ending, shutdown       └─────┬─────┘   │
+//	        │                                      │ browser │
+//	        │ browser socket gone                  │ socket  │
+//	        ▼                                      ▼ gone    ▼
+//	  ┌──────────────────────────────────────────────────────────┐
+//	  │ closed: slots, buffers and parked descriptors released   │
+//	  └──────────────────────────────────────────────────────────┘
+//
+// Relaying has a sub-state per socket, the park (park.go): a socket whose
+// peer is behind is taken off the loop and enrolled again later.
+//
+// Every state has a deadline (deadline below), swept once per tick; the
+// session's state changes only through to, which checks the transitions
+// table: no other file assigns it.
 type state uint8
 
 const (
-	stHandshake state = iota // reading the HTTP request head (also serves static files)
-	stResolving              // upgrade accepted; route lookup on a worker
-	stDialing                // target known and allowed; connect on a worker
-	stRelaying               // 101 sent, bytes flow both ways
-	stClosing                // close frame queued; waiting for the browser socket to drain
-	stClosed
+	stResolving state = iota // upgrade valid; route lookup running
+	stDialing                // target allowed; VM connect running
+	stRelaying               // 101 sent; bytes flow both ways
+	stClosing                // close frame queued; the browser socket drains
+	stClosed                 // everything released
+	numStates
 )
 
-var stateNames = [...]string{"handshake", "resolving", "dialing", "relaying", "closing", "closed"}
+var stateNames = [numStates]string{"resolving", "dialing", "relaying", "closing", "closed"}
 
-func (st state) String() string { return stateNames[st] }
+func (st state) String() string {
+	if st < numStates {
+		return stateNames[st]
+	}
+	return fmt.Sprintf("state(%d)", uint8(st))
+}
+
+// transitions lists, for each state, the states it may move to. Closed is
+// reachable from everywhere (the browser may vanish at any time); closing
+// from every state that has sent, or can send, the 101.
+var transitions = [numStates]stateSet{
+	stResolving: setOf(stDialing, stClosed),
+	stDialing:   setOf(stRelaying, stClosing, stClosed),
+	stRelaying:  setOf(stClosing, stClosed),
+	stClosing:   setOf(stClosed),
+	stClosed:    0,
+}
+
+type stateSet uint8
+
+func setOf(sts ...state) stateSet {
+	var s stateSet
+	for _, st := range sts {
+		s |= 1 << st
+	}
+	return s
+}
+
+func (s stateSet) has(st state) bool { return s&(1<<st) != 0 }
+
+// to moves the session to next, or refuses a step the table does not allow:
+// under `go test` that is a panic, so a wrong step fails loudly in review;
+// in production the session is closed with 1011 and the step logged, since
+// one confused session must not take the proxy down.
+func (s *session) to(next state) bool {
+	if transitions[s.state].has(next) {
+		s.state = next
+		s.entered = s.srv.now()
+		return true
+	}
+	err := fmt.Sprintf("illegal session transition %v -> %v", s.state, next)
+	if s.srv.strict {
+		panic(err)
+	}
+	s.srv.met.panics.Inc()
+	s.srv.log.Error(err, "session", s.id, "client", s.remote)
+	if s.browser.c != nil {
+		_ = s.browser.c.Close() // asynchronous: OnClose finishes the session
+	} else {
+		s.finish()
+	}
+	return false
+}
+
+// deadline returns when the session's current state times out (coarse
+// clock; 0 means never) and what then happens. Relaying has no single
+// deadline: its idle, ping and park checks live in checkRelaying.
+func (s *session) deadline() (at int64, expire func()) {
+	cfg := &s.srv.cfg
+	switch s.state {
+	case stResolving:
+		// The lookup has its own timeout (ResolveTimeout); this backstop
+		// ends a setup whose worker answer never came back.
+		return s.entered + int64(cfg.ResolveTimeout+setupSlack), func() {
+			s.failSetup(rejectLookup, "route lookup did not answer in time")
+		}
+	case stDialing:
+		// The dial has ConnectTimeout; gnet's enroll of the dialled socket
+		// reports back through a channel a worker reads: if neither ever
+		// answers, the setup ends here instead of holding its slots.
+		return s.entered + int64(cfg.ConnectTimeout+setupSlack), func() {
+			s.onDialFailed(errSetupTimeout)
+		}
+	case stClosing:
+		return s.browser.closeBy, func() {
+			if s.browser.c != nil {
+				_ = s.browser.c.Close()
+			} else {
+				s.finish() // a parked browser socket never came back
+			}
+		}
+	}
+	return 0, nil
+}
+
+// setupSlack is how much longer than its own timeout a worker step may take
+// to report back before the sweep gives up on it.
+const setupSlack = 2 * time.Second
+
+// checkDeadlines runs from the loop's sweep.
+func (s *session) checkDeadlines(now int64) {
+	if s.state == stRelaying {
+		s.flushCounters()
+		s.checkRelaying(now)
+		return
+	}
+	if at, expire := s.deadline(); at > 0 && now > at {
+		expire()
+	}
+}
 
 // wireMode is the negotiated payload encoding towards the browser.
 type wireMode uint8
@@ -42,105 +169,93 @@ const (
 	modeBase64                 // text frames of base64 (websockify's legacy "base64")
 )
 
-// inbound is the browser->VM frame parser's state between reads: a data
-// frame's payload is forwarded as it arrives, so a frame can span reads.
-type inbound struct {
-	remaining int64   // payload bytes of the current data frame not yet seen
-	mask      [4]byte // its masking key
-	maskOff   int     // position in the mask cycle of the next payload byte
-	fin       bool    // the current frame ends its message
-	inMessage bool    // a fragmented message is in progress
-	b64       wsframe.Base64Decoder
+func (m wireMode) String() string {
+	if m == modeBase64 {
+		return "base64"
+	}
+	return "binary"
 }
 
-// session is one browser connection and, once routed, its VM connection.
+// session is one browser WebSocket and, once routed, its VM connection.
 // Every field is owned by the session's event loop.
 type session struct {
-	ls    *loopState
-	srv   *Server
-	id    string
-	state state
-	slot  int // index in ls.sessions
+	ls      *loopState
+	srv     *Server
+	id      string
+	state   state
+	entered int64 // when state was entered (coarse clock)
+	tracking
 
-	client           gnet.Conn // browser socket; nil once closed
-	upstream         gnet.Conn // VM socket; nil before enroll, while parked, after close
-	clientRef, upRef connRef
+	browser             browserConn // browser socket; its conn is nil once closed or while parked
+	vm                  gnet.Conn   // VM socket; nil before enroll, while parked, after close
+	browserRef, vmRef   connRef
+	browserPark, vmPark park
 
-	remote    string
-	proxyDone bool // the PROXY protocol header was read (--proxy-protocol)
-	started   time.Time
-	deadline  int64 // handshake or closing deadline (coarse clock)
+	remote  string
+	started time.Time
 
-	// Upgrade results, held until the VM answers.
+	// Upgrade results; upgradeResp (the 101) is held until the VM answers.
 	upgradeResp *bytebufferpool.ByteBuffer
 	mode        wireMode
 	route       routing.Route
 	target      routing.Target
-	counted     bool // holds a global session slot
-	upstreamKey string
+	slots       slots
 
 	in  inbound
 	hdr [wsframe.MaxHeaderSize]byte
-	iov [2][]byte
 
 	lastRecv   int64 // last byte from the browser
 	lastActive int64 // last byte either way
 	pingSent   int64 // when an unanswered ping went out; 0 when none
 
-	toUpstream, toClient int64 // bytes relayed, payload only
-	flushedUp, flushedDn int64 // part of the above already added to metrics
+	toVM, toBrowser           int64 // bytes relayed, payload only
+	flushedVM, flushedBrowser int64 // part of the above already added to metrics
 
-	upPark     parkState // the VM socket, parked while the browser is behind
-	clientPark parkState // the browser socket, parked while the VM is behind
-	inputHeld  bool      // browser input left unread because the VM is not reading
-	waiting    bool      // on the loop's poll list
+	inputHeld bool // browser input left unread because the VM is not reading
 
 	// The VM ended while the browser socket was parked: what it sent last
 	// and how it ended wait for the browser socket to come back.
-	upEnded   bool
-	upEndErr  error
-	upPending *bytebufferpool.ByteBuffer
+	vmEnded   bool
+	vmEndErr  error
+	vmPending *bytebufferpool.ByteBuffer
 
 	code   ws.StatusCode
 	why    closeReason
 	reason string
 }
 
-func newSession(ls *loopState, c gnet.Conn) *session {
-	srv := ls.srv
+// newSession takes over the browser socket of h, whose request head was a
+// valid upgrade (info), and starts resolving its route.
+func newSession(h *httpConn, info upgradeInfo, mode wireMode, resp *bytebufferpool.ByteBuffer) {
+	ls, srv := h.ls, h.srv
 	now := srv.now()
 	s := &session{
-		ls: ls, srv: srv, client: c, started: time.Now(),
-		lastRecv: now, lastActive: now, slot: -1,
-		upPark: parkState{fd: -1}, clientPark: parkState{fd: -1},
+		ls: ls, srv: srv, id: srv.nextSessionID(), state: stResolving, entered: now,
+		browser: h.browser, remote: h.remote, started: h.started,
+		lastRecv: now, lastActive: now, tracking: tracking{slot: -1},
+		upgradeResp: resp, mode: mode, route: info.route,
+		browserPark: park{fd: -1}, vmPark: park{fd: -1},
 	}
-	s.clientRef = connRef{s: s}
-	s.upRef = connRef{s: s, upstream: true}
-	if a := c.RemoteAddr(); a != nil {
-		s.remote = a.String()
-	}
-	if d := srv.cfg.HandshakeTimeout; d > 0 {
-		s.deadline = now + int64(d)
-	}
-	c.SetContext(&s.clientRef)
-	ls.add(s)
-	srv.met.connectionsOpen.Inc()
-	return s
+	s.slots.session = true
+	s.browserRef = connRef{s: s}
+	s.vmRef = connRef{s: s, vm: true}
+	s.browser.c.SetContext(&s.browserRef)
+	ls.sessions.add(s)
+	srv.met.sessionsActive.Inc()
+	srv.startResolve(s)
 }
 
-// onClientTraffic handles bytes from the browser.
-func (s *session) onClientTraffic(c gnet.Conn) gnet.Action {
-	if c != s.client {
+// onBrowserTraffic handles bytes from the browser.
+func (s *session) onBrowserTraffic(c gnet.Conn) gnet.Action {
+	if c != s.browser.c {
 		return gnet.Close // a stale socket; should not happen
 	}
 	now := s.srv.now()
 	s.lastRecv, s.pingSent = now, 0
 	switch s.state {
-	case stHandshake:
-		return s.readRequest(c)
 	case stRelaying:
 		s.lastActive = now
-		return s.relayFromClient(c)
+		return s.relayFromBrowser(c)
 	case stResolving, stDialing:
 		return s.holdInput(c)
 	default:
@@ -163,74 +278,49 @@ func (s *session) holdInput(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
-// onUpstreamTraffic handles bytes from the VM.
-func (s *session) onUpstreamTraffic(c gnet.Conn) gnet.Action {
-	if c != s.upstream || s.state != stRelaying {
+// onVMTraffic handles bytes from the VM.
+func (s *session) onVMTraffic(c gnet.Conn) gnet.Action {
+	if c != s.vm || s.state != stRelaying {
 		_, _ = c.Discard(-1)
 		return gnet.Close
 	}
 	s.lastActive = s.srv.now()
-	if s.client == nil {
+	if s.browser.c == nil {
 		// The browser socket is parked: keep the VM's bytes in gnet's
 		// buffer and bring the browser back now, not at the low-water mark.
 		if max := s.srv.cfg.MaxBuffered; max > 0 && c.InboundBuffered() > max {
 			s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "browser is not reading")
 			return gnet.None
 		}
-		s.resume(&s.clientPark, &s.clientRef)
+		s.resume(&s.browserPark, &s.browserRef)
 		return gnet.None
 	}
-	return s.relayFromUpstream(c)
+	return s.relayFromVM(c)
 }
 
-// onEnrolled runs when a socket joins the loop: the VM socket after the
-// dial, and either socket again after a backpressure park.
-func (s *session) onEnrolled(c gnet.Conn, upstream bool) gnet.Action {
-	if !upstream {
-		if !s.clientPark.resuming {
-			return gnet.Close
+// onEnrolled runs when a socket joins the loop with this session's
+// context: the VM socket after the dial, or either socket coming back from
+// a park.
+func (s *session) onEnrolled(c gnet.Conn, vm bool) gnet.Action {
+	if vm && s.vmPark.state != parkResuming {
+		if s.state != stDialing {
+			return gnet.Close // the browser left while we dialled
 		}
-		s.clientPark.resuming = false
-		switch s.state {
-		case stRelaying:
-		case stClosing: // the session ended while the browser was parked
-			s.client = c
-			s.sendClose()
-			return gnet.None
-		default:
-			return gnet.Close
-		}
-		s.client = c
-		s.inputHeld = false
-		s.lastRecv = s.srv.now()
-		s.deliverUpstreamEnd()
-		if s.state == stRelaying && s.upstream != nil && s.upstream.InboundBuffered() > 0 {
-			_ = s.upstream.Wake(nil) // what the VM sent while the browser was parked
-		}
+		s.vm = c
+		s.startRelay()
 		return gnet.None
 	}
-	if s.upPark.resuming {
-		s.upPark.resuming = false
-		if s.state != stRelaying {
-			return gnet.Close
-		}
-		s.upstream = c
-		if s.inputHeld && s.client != nil {
-			_ = s.client.Wake(nil)
-		}
-		return gnet.None
+	if vm {
+		return s.vmResumed(c)
 	}
-	if s.state != stDialing {
-		return gnet.Close // the browser left while we dialled
-	}
-	s.upstream = c
-	s.startRelay()
-	return gnet.None
+	return s.browserResumed(c)
 }
 
 // startRelay sends the held 101 and opens the session for traffic.
 func (s *session) startRelay() {
-	s.state = stRelaying
+	if !s.to(stRelaying) {
+		return
+	}
 	now := s.srv.now()
 	s.lastActive, s.lastRecv = now, now
 	s.sendUpgradeResponse()
@@ -239,22 +329,18 @@ func (s *session) startRelay() {
 		slog.String("session", s.id), slog.String("client", s.remote),
 		slog.String("route", s.route.Kind.String()), slog.String("target", s.target.Name),
 		slog.String("upstream", s.target.Addr.String()), slog.String("token", s.target.TokenHash),
-		slog.String("protocol", s.modeName()))
-	if s.client != nil && s.client.InboundBuffered() > 0 {
-		_ = s.client.Wake(nil) // frames that arrived with or right after the upgrade
+		slog.String("protocol", s.mode.String()))
+	if c := s.browser.c; c != nil && c.InboundBuffered() > 0 {
+		_ = c.Wake(nil) // frames that arrived with or right after the upgrade
 	}
-}
-
-func (s *session) modeName() string {
-	if s.mode == modeBase64 {
-		return "base64"
-	}
-	return "binary"
 }
 
 // sendUpgradeResponse sends the 101 held since the upgrade was accepted.
 func (s *session) sendUpgradeResponse() {
-	_, _ = s.client.Write(s.upgradeResp.B)
+	if s.upgradeResp == nil {
+		return
+	}
+	s.browser.write(s.upgradeResp.B)
 	s.releaseUpgradeResp()
 }
 
@@ -265,277 +351,117 @@ func (s *session) releaseUpgradeResp() {
 	}
 }
 
-// onUpstreamClose handles the VM socket going away: a park, or the end.
-func (s *session) onUpstreamClose(c gnet.Conn, err error) {
-	if c != s.upstream {
-		return // stale (already replaced or the session is over)
-	}
-	s.upstream = nil
-	if s.upPark.parking {
-		s.upPark.parking = false
+// onBrowserClose handles the browser socket going away: a park, or the end.
+func (s *session) onBrowserClose(c gnet.Conn) {
+	if c != s.browser.c {
 		return
 	}
-	if s.state != stRelaying {
+	s.browser.c = nil
+	if s.browserPark.closed() {
 		return
 	}
-	if s.client == nil {
-		// The browser socket is parked. gnet is about to free what the VM
-		// sent last, unread: keep it for the browser, and end after it.
-		if buf, _ := c.Peek(-1); len(buf) > 0 {
-			s.upPending = bytebufferpool.Get()
-			s.upPending.B = append(s.upPending.B[:0], buf...)
+	if s.state < stClosing {
+		s.why = reasonBrowserGone
+		if s.state < stRelaying {
+			s.srv.met.upgradesFailed[rejectBrowserGone].Inc()
 		}
-		s.upEnded, s.upEndErr = true, err
-		s.resume(&s.clientPark, &s.clientRef)
-		return
-	}
-	s.endForUpstream(err)
-}
-
-// deliverUpstreamEnd completes an upstream end that happened while the
-// browser socket was parked, now that it is back.
-func (s *session) deliverUpstreamEnd() {
-	if !s.upEnded {
-		return
-	}
-	if s.upPending != nil {
-		s.writeToClient(s.upPending.B)
-		bytebufferpool.Put(s.upPending)
-		s.upPending = nil
-	}
-	if s.state == stRelaying {
-		s.endForUpstream(s.upEndErr)
-	}
-}
-
-// endForUpstream closes the session because the VM socket ended with err.
-func (s *session) endForUpstream(err error) {
-	if err == nil || errors.Is(err, io.EOF) {
-		s.closeWith(ws.StatusNormalClosure, reasonUpstreamClosed, "VNC server closed the connection")
-		return
-	}
-	s.closeWith(ws.StatusInternalServerError, reasonUpstreamError, "VNC server connection failed: "+errText(err))
-}
-
-// onClientClose handles the browser socket going away, for whatever reason.
-func (s *session) onClientClose(c gnet.Conn, err error) {
-	if c != s.client {
-		return
-	}
-	s.client = nil
-	if s.clientPark.parking {
-		s.clientPark.parking = false
-		return
-	}
-	switch s.state {
-	case stRelaying:
-		s.why = reasonClientGone
-	case stResolving, stDialing:
-		s.why = reasonClientGone
-		s.srv.met.upgradesFailed[rejectClientGone].Inc()
 	}
 	s.finish()
 }
 
-// closeWith starts the end of a relaying session: a close frame with code
-// and reason goes to the browser after everything already queued for it;
-// the VM socket closes now; the browser socket closes once drained.
-func (s *session) closeWith(code ws.StatusCode, why closeReason, reason string) {
-	if s.state >= stClosing {
-		return
-	}
-	s.code, s.why, s.reason = code, why, reason
-	s.state = stClosing
-	s.closeUpstream()
-	s.deadline = s.srv.now() + int64(closeLinger)
-	if s.client == nil {
-		// The browser socket is parked: bring it back to say goodbye
-		// properly (closing the dup now, with upload bytes unread, would
-		// reset the connection). onEnrolled sends the close frame.
-		s.resume(&s.clientPark, &s.clientRef)
-		if !s.clientPark.resuming {
-			s.finish()
-		}
-		return
-	}
-	s.sendClose()
-}
-
-// sendClose writes the close frame and ends the browser socket gracefully.
-func (s *session) sendClose() {
-	buf := bytebufferpool.Get()
-	buf.B = wsframe.AppendClose(buf.B[:0], s.code, s.reason)
-	_, _ = s.client.Write(buf.B)
-	bytebufferpool.Put(buf)
-	if s.client == nil { // the write failed and gnet closed it under us
-		return
-	}
-	s.closeClientWhenDrained()
-}
-
-// closeClientWhenDrained ends the browser socket gracefully: once gnet has
-// written everything queued for it (gnet's own close drops what the socket
-// refuses), it shuts down the sending side, so the browser reads our last
-// bytes and then EOF, and keeps reading (and discarding) until the browser
-// closes too or closeGrace passes. Closing at once with unread input would
-// make the kernel send a reset, which can destroy the close frame or HTTP
-// error in flight, and noVNC would show 1006 instead of our reason.
-func (s *session) closeClientWhenDrained() {
-	if s.client.OutboundBuffered() > 0 {
-		s.ls.wait(s)
-		return
-	}
-	if err := syscall.Shutdown(s.client.Fd(), syscall.SHUT_WR); err != nil {
-		_ = s.client.Close()
-		return
-	}
-	if grace := s.srv.now() + int64(closeGrace); grace < s.deadline {
-		s.deadline = grace // the sweep closes it then, if the browser does not
-	}
-}
-
-func (s *session) closeUpstream() {
-	if s.upstream != nil {
-		_ = s.upstream.Close()
-		s.upstream = nil
-	}
-	s.upPark.drop()
-}
-
-// finish releases everything the session holds; it runs exactly once, when
-// the browser socket is gone.
+// finish ends the session once its browser socket is gone (or given up
+// on): everything is released, counted and logged, exactly once.
 func (s *session) finish() {
 	if s.state == stClosed {
 		return
 	}
-	prev := s.state
-	s.state = stClosed
-	s.closeUpstream()
-	s.clientPark.drop()
-	s.releaseUpgradeResp()
-	if s.upPending != nil {
-		bytebufferpool.Put(s.upPending)
-		s.upPending = nil
-	}
-	s.ls.remove(s)
+	relayed := s.state >= stRelaying
+	s.to(stClosed)
+	s.release()
 	srv := s.srv
 	srv.met.connectionsOpen.Dec()
-	if s.upstreamKey != "" {
-		srv.cap.releaseUpstream(s.upstreamKey)
-		s.upstreamKey = ""
-	}
-	if !s.counted {
-		return
-	}
-	s.counted = false
-	srv.cap.releaseSession()
-	srv.met.sessionsActive.Dec()
 	s.flushCounters()
-	if prev < stRelaying && s.why == reasonClientClosed {
-		s.why = reasonClientGone
+	if !relayed && s.why == reasonBrowserClosed {
+		s.why = reasonBrowserGone
 	}
 	srv.met.sessionsClosed[s.why].Inc()
 	d := time.Since(s.started)
 	srv.met.sessionSeconds.Update(d.Seconds())
 	code := int(s.code)
-	if s.why == reasonClientGone {
+	if s.why == reasonBrowserGone {
 		code = int(ws.StatusAbnormalClosure)
 	}
 	srv.log.LogAttrs(context.Background(), slog.LevelInfo, "session close",
 		slog.String("session", s.id), slog.String("client", s.remote),
 		slog.String("target", s.target.Name), slog.String("reason", s.why.String()),
 		slog.Int("code", code), slog.String("detail", s.reason),
-		slog.Int64("bytes_to_vm", s.toUpstream), slog.Int64("bytes_to_browser", s.toClient),
+		slog.Int64("bytes_to_vm", s.toVM), slog.Int64("bytes_to_browser", s.toBrowser),
 		slog.Duration("duration", d))
+}
+
+// release frees what the session holds apart from its browser socket:
+// the VM socket, parked descriptors, buffers, its place on the loop and
+// its slots. It runs once, on the way to closed.
+func (s *session) release() {
+	s.closeVM()
+	s.browserPark.drop()
+	s.releaseUpgradeResp()
+	if s.vmPending != nil {
+		bytebufferpool.Put(s.vmPending)
+		s.vmPending = nil
+	}
+	s.ls.sessions.remove(s)
+	s.srv.releaseSlots(&s.slots)
 }
 
 // flushCounters adds the bytes relayed since the last flush to the global
 // counters; per-message updates stay local to the session.
 func (s *session) flushCounters() {
-	if d := s.toUpstream - s.flushedUp; d > 0 {
-		s.srv.met.bytesToUpstream.AddInt64(d)
-		s.flushedUp = s.toUpstream
+	if d := s.toVM - s.flushedVM; d > 0 {
+		s.srv.met.bytesToVM.AddInt64(d)
+		s.flushedVM = s.toVM
 	}
-	if d := s.toClient - s.flushedDn; d > 0 {
-		s.srv.met.bytesToClient.AddInt64(d)
-		s.flushedDn = s.toClient
-	}
-}
-
-// checkDeadlines runs from the loop's sweep.
-func (s *session) checkDeadlines(now int64) {
-	cfg := &s.srv.cfg
-	switch s.state {
-	case stHandshake:
-		if s.deadline > 0 && now > s.deadline {
-			s.srv.met.upgradesFailed[rejectTimeout].Inc()
-			s.rejectHTTP(408, "handshake timeout")
-		}
-	case stRelaying:
-		s.flushCounters()
-		if cfg.IdleTimeout > 0 && now-s.lastActive > int64(cfg.IdleTimeout) {
-			s.closeWith(ws.StatusGoingAway, reasonIdleTimeout, "idle timeout")
-			return
-		}
-		if cfg.PingInterval <= 0 || s.inputHeld || s.client == nil {
-			return // a parked browser is not read, so its pongs could not count
-		}
-		if s.pingSent == 0 {
-			if now-s.lastRecv >= int64(cfg.PingInterval) {
-				s.pingSent = now
-				_, _ = s.client.Write(pingFrame)
-			}
-		} else if cfg.PongTimeout > 0 && now-s.pingSent > int64(cfg.PongTimeout) {
-			s.closeWith(ws.StatusGoingAway, reasonPongTimeout, "no pong from the browser")
-		}
-	case stClosing:
-		if now > s.deadline {
-			if s.client != nil {
-				_ = s.client.Close()
-			} else {
-				s.finish() // a parked browser socket never came back
-			}
-		}
+	if d := s.toBrowser - s.flushedBrowser; d > 0 {
+		s.srv.met.bytesToBrowser.AddInt64(d)
+		s.flushedBrowser = s.toBrowser
 	}
 }
-
-// pingFrame is an empty server ping; immutable, shared by all sessions.
-var pingFrame = wsframe.AppendFrame(nil, true, ws.OpPing, nil)
 
 // pollWaiting re-checks a session on the poll list and reports whether it
 // still has to wait.
 func (s *session) pollWaiting() bool {
 	switch s.state {
 	case stClosing:
-		if s.client == nil {
+		if s.browser.c == nil {
 			return false
 		}
-		if s.srv.now() > s.deadline {
-			_ = s.client.Close()
-			return false
-		}
-		if s.client.OutboundBuffered() > 0 {
-			return true
-		}
-		s.closeClientWhenDrained()
-		return false
+		return s.browser.pollClose(s.srv.now(), s.srv.cfg.CloseGrace)
 	case stRelaying:
 		return s.pollBackpressure()
-	default:
-		return false
+	}
+	return false
+}
+
+// checkRelaying enforces a relaying session's timers: idle, and the ping
+// that proves a quiet browser alive.
+func (s *session) checkRelaying(now int64) {
+	cfg := &s.srv.cfg
+	if cfg.IdleTimeout > 0 && now-s.lastActive > int64(cfg.IdleTimeout) {
+		s.closeWith(ws.StatusGoingAway, reasonIdleTimeout, "idle timeout")
+		return
+	}
+	if cfg.PingInterval <= 0 || s.inputHeld || s.browser.c == nil {
+		return // a parked browser is not read, so its pongs could not count
+	}
+	if s.pingSent == 0 {
+		if now-s.lastRecv >= int64(cfg.PingInterval) {
+			s.pingSent = now
+			s.browser.write(pingFrame)
+		}
+	} else if cfg.PongTimeout > 0 && now-s.pingSent > int64(cfg.PongTimeout) {
+		s.closeWith(ws.StatusGoingAway, reasonPongTimeout, "no pong from the browser")
 	}
 }
 
-// errText is err's message without the "read: " decoration noise, for
-// close reasons a person reads in noVNC.
-func errText(err error) string {
-	var se *os.SyscallError
-	if errors.As(err, &se) {
-		return se.Err.Error()
-	}
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Err != nil {
-		return oe.Err.Error()
-	}
-	return err.Error()
-}
+// pingFrame is an empty server ping; immutable, shared by all sessions.
+var pingFrame = wsframe.AppendFrame(nil, true, ws.OpPing, nil)

@@ -133,7 +133,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(durationValue{&e.DrainTimeout}, "drain-timeout", "")
 
 	fs.Var(countValue{&e.MaxSessions}, "max-sessions", "")
-	fs.Var(countValue{&e.MaxSessionsPerUpstream}, "max-sessions-per-upstream", "")
+	fs.Var(countValue{&e.MaxSessionsPerVM}, "max-sessions-per-upstream", "")
 	fs.Var(sizeValue[int64]{&e.MaxFrame}, "max-frame", "")
 	fs.Var(sizeValue[int]{&e.MaxBuffered}, "max-buffered", "")
 

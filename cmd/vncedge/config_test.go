@@ -68,7 +68,7 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--drain-timeout", "2m"}, func(o options) bool { return o.engine.DrainTimeout == 2*time.Minute }},
 		{[]string{"--max-sessions", "50000"}, func(o options) bool { return o.engine.MaxSessions == 50000 }},
 		{[]string{"--max-sessions", "0"}, func(o options) bool { return o.engine.MaxSessions == 0 }},
-		{[]string{"--max-sessions-per-upstream", "8"}, func(o options) bool { return o.engine.MaxSessionsPerUpstream == 8 }},
+		{[]string{"--max-sessions-per-upstream", "8"}, func(o options) bool { return o.engine.MaxSessionsPerVM == 8 }},
 		{[]string{"--max-frame", "1M"}, func(o options) bool { return o.engine.MaxFrame == 1<<20 }},
 		{[]string{"--max-buffered", "16MiB"}, func(o options) bool { return o.engine.MaxBuffered == 16<<20 }},
 		{[]string{"--max-buffered", "4096"}, func(o options) bool { return o.engine.MaxBuffered == 4096 }},
@@ -259,7 +259,7 @@ func TestParseConfigFile(t *testing.T) {
 	want.tokenFile, want.tokenPath, want.tokenWatch = "/etc/vncedge/tokens", "/ws", 5*time.Second
 	e.HandshakeTimeout, e.ConnectTimeout, e.IdleTimeout = 3*time.Second, 2*time.Second, time.Hour
 	e.PingInterval, e.PongTimeout, e.DrainTimeout = 20*time.Second, 40*time.Second, 2*time.Minute
-	e.MaxSessions, e.MaxSessionsPerUpstream, e.MaxFrame, e.MaxBuffered = 50000, 16, 1<<20, 16<<20
+	e.MaxSessions, e.MaxSessionsPerVM, e.MaxFrame, e.MaxBuffered = 50000, 16, 1<<20, 16<<20
 	want.logLevel, want.logFormat = slog.LevelDebug, "json"
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("config file:\n got %+v\nwant %+v", o, want)
@@ -496,7 +496,7 @@ func FuzzParseConfigFile(f *testing.F) {
 				t.Fatalf("accepted a negative duration: %+v", o)
 			}
 		}
-		if e.Loops < 0 || e.MaxSessions < 0 || e.MaxSessionsPerUpstream < 0 || e.MaxFrame < 0 || e.MaxBuffered < 0 {
+		if e.Loops < 0 || e.MaxSessions < 0 || e.MaxSessionsPerVM < 0 || e.MaxFrame < 0 || e.MaxBuffered < 0 {
 			t.Fatalf("accepted a negative limit: %+v", o)
 		}
 		if o.logFormat != "text" && o.logFormat != "json" {

@@ -115,7 +115,7 @@ Timeouts:
 Limits:
 `)
 	opt("--max-sessions N", num(e.MaxSessions), "Concurrent sessions in all; more get 503.")
-	opt("--max-sessions-per-upstream N", num(e.MaxSessionsPerUpstream), "Concurrent sessions per VNC server host:port; more get 503.")
+	opt("--max-sessions-per-upstream N", num(e.MaxSessionsPerVM), "Concurrent sessions per VNC server host:port; more get 503.")
 	opt("--max-frame BYTES", size(e.MaxFrame), "Largest frame payload a browser may send; larger closes with 1009.")
 	opt("--max-buffered BYTES", size(int64(e.MaxBuffered)),
 		"Bytes queued per session and direction before it counts as a slow",

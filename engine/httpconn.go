@@ -1,0 +1,253 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+)
+
+// httpConn is an accepted browser socket that is not (or no longer) a
+// session: it reads HTTP request heads, serves static files (keep-alive),
+// answers errors, and hands the socket to a new session when a request is
+// a valid WebSocket upgrade. Its life is short and has two phases:
+//
+//	reading ── static file, keep-alive ──► reading (a fresh deadline)
+//	   │ upgrade valid ──► session (session.go); a setup that fails comes back here
+//	   └ error, Connection: close ──► closing (drain, SHUT_WR, grace) ──► gone
+type httpConn struct {
+	ls      *loopState
+	srv     *Server
+	browser browserConn
+	tracking
+
+	remote    string
+	started   time.Time
+	proxyDone bool  // the PROXY protocol header was read (--proxy-protocol)
+	closing   bool  // a last response is draining; nothing more is read
+	deadline  int64 // reading: when the request head must be complete
+}
+
+// newHTTPConn starts tracking a socket the loop just accepted.
+func newHTTPConn(ls *loopState, c gnet.Conn) *httpConn {
+	srv := ls.srv
+	h := &httpConn{ls: ls, srv: srv, browser: browserConn{c: c}, started: time.Now(),
+		tracking: tracking{slot: -1}}
+	if a := c.RemoteAddr(); a != nil {
+		h.remote = a.String()
+	}
+	h.armDeadline()
+	c.SetContext(h)
+	ls.conns.add(h)
+	srv.met.connectionsOpen.Inc()
+	return h
+}
+
+// adoptHTTP takes the browser socket back from a session whose setup failed
+// before the 101, so that it can be answered with an HTTP error.
+func (ls *loopState) adoptHTTP(s *session) *httpConn {
+	h := &httpConn{ls: ls, srv: s.srv, browser: s.browser, remote: s.remote, started: s.started,
+		proxyDone: true, tracking: tracking{slot: -1}}
+	s.browser.c = nil
+	h.browser.c.SetContext(h)
+	ls.conns.add(h)
+	return h
+}
+
+func (h *httpConn) armDeadline() {
+	h.deadline = 0
+	if d := h.srv.cfg.HandshakeTimeout; d > 0 {
+		h.deadline = h.srv.now() + int64(d)
+	}
+}
+
+// onTraffic accumulates the request head in gnet's inbound buffer and acts
+// on it once complete: a static file, an error, or an upgrade whose 101 is
+// held back until the VM answers.
+func (h *httpConn) onTraffic(c gnet.Conn) gnet.Action {
+	if c != h.browser.c {
+		return gnet.Close
+	}
+	if h.closing {
+		_, _ = c.Discard(-1) // the response is out; whatever follows is ignored
+		return gnet.None
+	}
+	srv := h.srv
+	if srv.cfg.ProxyProtocol && !h.proxyDone {
+		if act, done := h.readProxyHeader(c); !done {
+			return act
+		}
+	}
+	maxHead := srv.cfg.MaxHeaderBytes
+	for h.browser.c != nil && !h.closing && c.Context() == h {
+		buf, _ := c.Peek(-1)
+		end := headEnd(buf)
+		if end < 0 || end > maxHead+len(crlfcrlf) {
+			if end > 0 || len(buf) > maxHead {
+				h.reject(rejectTooLarge)
+			}
+			return gnet.None
+		}
+		head, ok := scanHead(buf[:end])
+		if !ok {
+			_, _ = c.Discard(end)
+			h.reject(rejectBadRequest)
+			return gnet.None
+		}
+		site := srv.site.Load()
+		isGet := string(head.method) == http.MethodGet
+		if !head.upgrade && site != nil && (isGet || string(head.method) == http.MethodHead) {
+			hdr, body := site.Respond(string(head.method), string(head.target), string(head.ifNoneMatch), head.closeConn)
+			srv.met.staticResponses.Inc()
+			_, _ = c.Discard(end)
+			if body != nil {
+				h.browser.writev(hdr, body)
+			} else {
+				h.browser.write(hdr)
+			}
+			if head.closeConn {
+				h.closeAfterResponse()
+				return gnet.None
+			}
+			h.armDeadline() // keep-alive: the next request gets a fresh deadline
+			continue
+		}
+		h.upgrade(c, buf[:end])
+		_, _ = c.Discard(end)
+	}
+	return gnet.None
+}
+
+// readProxyHeader consumes the PROXY protocol header that must open every
+// connection under --proxy-protocol. done reports that the request may be
+// read now; otherwise act is what to return to gnet (wait, or close).
+func (h *httpConn) readProxyHeader(c gnet.Conn) (act gnet.Action, done bool) {
+	srv := h.srv
+	if ap, err := netip.ParseAddrPort(h.remote); err != nil || !srv.proxies.contains(ap.Addr()) {
+		srv.log.LogAttrs(context.Background(), slog.LevelWarn, "connection refused: not from a trusted proxy",
+			slog.String("client", h.remote))
+		return gnet.Close, false
+	}
+	buf, _ := c.Peek(-1)
+	client, n, err := parseProxyHeader(buf)
+	if errors.Is(err, errProxyIncomplete) {
+		return gnet.None, false // the handshake deadline bounds the wait
+	}
+	if err != nil {
+		srv.met.upgradesFailed[rejectBadRequest].Inc()
+		srv.log.LogAttrs(context.Background(), slog.LevelWarn, "connection refused: bad PROXY header",
+			slog.String("client", h.remote), slog.String("detail", err.Error()))
+		return gnet.Close, false
+	}
+	_, _ = c.Discard(n)
+	if client != "" {
+		h.remote = client
+	}
+	h.proxyDone = true
+	return gnet.None, true
+}
+
+// upgrade validates a WebSocket upgrade and, when it passes, hands the
+// socket to a new session that starts resolving its route. The 101 is
+// kept, not sent: the browser hears "switching protocols" only once its VM
+// is connected, and an unknown token can still get a plain HTTP 404.
+func (h *httpConn) upgrade(c gnet.Conn, head []byte) {
+	srv := h.srv
+	resp := bytebufferpool.Get()
+	info, hs, err := srv.checkUpgrade(head, resp)
+	h.remote = srv.proxies.clientAddr(h.remote, info.xff)
+	if err != nil {
+		srv.met.upgradesFailed[info.reject].Inc()
+		srv.log.LogAttrs(context.Background(), slog.LevelInfo, "upgrade rejected",
+			slog.String("client", h.remote), slog.String("reason", info.reject.String()),
+			slog.String("detail", err.Error()))
+		h.browser.write(resp.B)
+		bytebufferpool.Put(resp)
+		h.closeAfterResponse()
+		return
+	}
+	mode := modeBinary
+	if hs.Protocol == "base64" {
+		mode = modeBase64
+	}
+	h.ls.conns.remove(h)
+	newSession(h, info, mode, resp)
+	h.browser.c = nil // the session owns the socket now
+}
+
+// reject answers a request that will not become a session with a short
+// plain-text HTTP error, counted, and closes the socket once it is written.
+func (h *httpConn) reject(why rejectReason) {
+	h.srv.met.upgradesFailed[why].Inc()
+	h.respondError(why.status(), why.public())
+}
+
+// respondError writes a plain-text HTTP error and closes after it.
+func (h *httpConn) respondError(status int, text string) {
+	if h.browser.c == nil {
+		return
+	}
+	bb := bytebufferpool.Get()
+	bb.B = appendHTTPError(bb.B[:0], status, text)
+	h.browser.write(bb.B)
+	bytebufferpool.Put(bb)
+	h.closeAfterResponse()
+}
+
+// closeAfterResponse ends a socket that got its last HTTP response, once
+// the response is written.
+func (h *httpConn) closeAfterResponse() {
+	if h.browser.c == nil || h.closing {
+		return
+	}
+	h.closing = true
+	now := h.srv.now()
+	if h.browser.startClose(now, now+int64(h.srv.cfg.CloseLinger), h.srv.cfg.CloseGrace) {
+		h.ls.wait(h)
+	}
+}
+
+// checkDeadline runs from the loop's sweep.
+func (h *httpConn) checkDeadline(now int64) {
+	switch {
+	case h.closing:
+		h.browser.expireClose(now)
+	case h.deadline > 0 && now > h.deadline:
+		h.reject(rejectTimeout)
+	}
+}
+
+func (h *httpConn) pollWaiting() bool {
+	if h.browser.c == nil {
+		return false
+	}
+	return h.browser.pollClose(h.srv.now(), h.srv.cfg.CloseGrace)
+}
+
+// onClose forgets a socket that is gone.
+func (h *httpConn) onClose(c gnet.Conn) {
+	if c != h.browser.c {
+		return
+	}
+	h.browser.c = nil
+	h.ls.conns.remove(h)
+	h.srv.met.connectionsOpen.Dec()
+}
+
+func appendHTTPError(dst []byte, status int, reason string) []byte {
+	body := reason + "\n"
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, http.StatusText(status)...)
+	dst = append(dst, "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	dst = append(dst, "\r\n\r\n"...)
+	return append(dst, body...)
+}

@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/gobwas/ws"
+
+	"vncedge/routing"
+)
+
+// upgradeInfo collects what gobwas/ws's hooks see during one upgrade.
+type upgradeInfo struct {
+	route   routing.Route
+	host    string
+	origin  string
+	xff     string // X-Forwarded-For, all lines joined
+	reject  rejectReason
+	counted bool // a global session slot was taken
+}
+
+// checkUpgrade validates one complete request head as a WebSocket upgrade
+// with gobwas/ws and writes the response it calls for to resp: the 101 on
+// success (which the caller holds back), else the error status. On success
+// a global session slot is held (info.counted). It touches no socket, so
+// the fuzz target drives it directly.
+func (srv *Server) checkUpgrade(head []byte, resp io.Writer) (upgradeInfo, ws.Handshake, error) {
+	info := upgradeInfo{reject: rejectBadRequest}
+	u := ws.Upgrader{
+		ProtocolCustom: selectProtocol,
+		OnRequest: func(uri []byte) error {
+			rt, err := srv.router.Classify(uri)
+			if err != nil {
+				var status int
+				info.reject, status = routeReject(err)
+				_, reason := routeStatus(err)
+				return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
+			}
+			info.route = rt
+			return nil
+		},
+		OnHost: func(h []byte) error {
+			info.host = string(h)
+			return nil
+		},
+		OnHeader: func(k, v []byte) error {
+			switch {
+			case bytes.EqualFold(k, []byte("Origin")):
+				info.origin = string(v)
+			case len(srv.proxies) > 0 && bytes.EqualFold(k, []byte("X-Forwarded-For")):
+				if info.xff != "" {
+					info.xff += ","
+				}
+				info.xff += string(v)
+			}
+			return nil
+		},
+		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			switch {
+			case !srv.origins.allow(info.origin, info.host):
+				info.reject = rejectOrigin
+			case srv.draining.Load():
+				info.reject = rejectDraining
+			case !srv.limits.acquireSession():
+				info.reject = rejectCapacity
+			default:
+				info.counted = true
+				return nil, nil
+			}
+			return nil, ws.RejectConnectionError(ws.RejectionStatus(info.reject.status()),
+				ws.RejectionReason(info.reject.public()))
+		},
+	}
+	hs, err := u.Upgrade(struct {
+		io.Reader
+		io.Writer
+	}{bytes.NewReader(head), resp})
+	if err != nil {
+		if info.counted { // a write error after the capacity check
+			info.counted = false
+			srv.limits.releaseSession()
+		}
+		var rej *ws.ConnectionRejectedError
+		if errors.As(err, &rej) && info.reject == rejectBadRequest {
+			info.reject = reasonForStatus(rej.StatusCode())
+		}
+	}
+	return info, hs, err
+}
+
+// routeStatus is the status and log detail of a routing error.
+func routeStatus(err error) (int, string) {
+	var re *routing.Error
+	if errors.As(err, &re) {
+		return re.Status, re.Reason
+	}
+	return http.StatusBadGateway, err.Error()
+}
+
+// selectProtocol picks the subprotocol: "binary" when offered, else the
+// legacy "base64", else none (noVNC 1.2+ offers none). Unknown offers never
+// fail the upgrade.
+func selectProtocol(v []byte) (string, bool) {
+	var hasBinary, hasBase64 bool
+	for len(v) > 0 {
+		var t []byte
+		t, v, _ = bytes.Cut(v, []byte(","))
+		switch string(bytes.TrimSpace(t)) {
+		case "binary":
+			hasBinary = true
+		case "base64":
+			hasBase64 = true
+		}
+	}
+	switch {
+	case hasBinary:
+		return "binary", true
+	case hasBase64:
+		return "base64", true
+	}
+	return "", true
+}
