@@ -23,9 +23,9 @@ func (b *browserConn) write(p []byte) { _, _ = b.c.Write(p) }
 // writev sends a frame header and its payload in one system call; payload
 // is never copied by us and is not kept after the call.
 func (b *browserConn) writev(hdr, payload []byte) {
-	b.iov[0], b.iov[1] = hdr, payload
+	b.iov = [2][]byte{hdr, payload}
 	_, _ = b.c.Writev(b.iov[:])
-	b.iov[0], b.iov[1] = nil, nil // do not keep gnet's buffer reachable
+	b.iov = [2][]byte{} // do not keep gnet's buffer reachable
 }
 
 // startClose begins a graceful close that must be over by deadline (coarse
