@@ -27,8 +27,8 @@ func (s *session) closeWith(code ws.StatusCode, why closeReason, reason string) 
 	if !s.to(stClosing) {
 		return
 	}
-	s.closeVM()
 	s.browser.closeBy = s.srv.now() + int64(s.srv.cfg.CloseLinger)
+	s.drainVM()
 	if s.browser.c == nil {
 		// The browser socket is parked: bring it back to say goodbye
 		// properly (closing the dup now, with upload bytes unread, would
@@ -64,7 +64,36 @@ func (s *session) closeVM() {
 		_ = s.vm.Close()
 		s.vm = nil
 	}
+	s.vmDrainBy = 0
 	s.vmPark.drop()
+}
+
+// drainVM closes the VM socket once what the browser sent last has been
+// written to it, within CloseGrace: gnet's close drops what the socket
+// has not taken yet.
+func (s *session) drainVM() {
+	if s.vm == nil || s.vm.OutboundBuffered() == 0 {
+		s.closeVM()
+		return
+	}
+	s.vmDrainBy = s.srv.now() + int64(s.srv.cfg.CloseGrace)
+	s.ls.wait(s)
+}
+
+// pollVMDrain continues drainVM from the poll list and reports whether it
+// must still wait.
+func (s *session) pollVMDrain(now int64) bool {
+	if s.vmDrainBy == 0 {
+		return false
+	}
+	if s.vm != nil && s.vm.OutboundBuffered() > 0 && now <= s.vmDrainBy {
+		return true
+	}
+	s.closeVM()
+	if s.browser.c == nil && s.browserPark.state == parkActive {
+		s.finish() // the browser left while the VM drained
+	}
+	return false
 }
 
 // onVMClose handles the VM socket going away: a park, or the end.
@@ -97,7 +126,7 @@ func (s *session) deliverVMEnd() {
 		return
 	}
 	if s.vmPending != nil {
-		s.writeToBrowser(s.vmPending.B)
+		s.writeChunked(s.vmPending.B)
 		bytebufferpool.Put(s.vmPending)
 		s.vmPending = nil
 	}

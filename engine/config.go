@@ -52,6 +52,21 @@ type Config struct {
 	MaxFrame         int64 // largest browser frame payload (1009 above)
 	MaxBuffered      int   // bytes queued per session per direction before it counts as a slow consumer
 
+	// Per-client limits, keyed by the real client address (after the PROXY
+	// protocol or a trusted X-Forwarded-For); 0 turns each off.
+	MaxSessionsPerIP   int     // concurrent sessions from one address (429 above)
+	MaxHandshakesPerIP int     // connections from one address not yet relaying (refused at accept above)
+	UpgradeRate        float64 // upgrades per second from one address, a token bucket (429 when empty)
+	UpgradeBurst       int     // that bucket's size
+	// MaxHandshakes bounds connections not yet relaying (HTTP requests,
+	// static files, upgrades being set up) overall; past it new connections
+	// are refused at accept. 0 means a quarter of the descriptor budget.
+	MaxHandshakes int
+	// FDReserve is how many of RLIMIT_NOFILE's descriptors stay out of the
+	// budget for browser and VM sockets (admin clients, files, token
+	// stores); 0 means 5% of the limit, at least 128.
+	FDReserve int
+
 	// Pprof exposes net/http/pprof on the admin listener.
 	Pprof bool
 	// Logger receives one line per session open and close; nil means slog.Default().
@@ -72,6 +87,11 @@ type Config struct {
 	// read until the queue is below LowWater. Zero derives them from
 	// MaxBuffered (see newTuning).
 	HighWater, LowWater int
+	// ParkTimeout bounds how long one side of a session may stop taking the
+	// other's bytes (its socket parked, or its input held): past it, the
+	// session ends as a slow consumer, since the stuck side would
+	// otherwise hold the session and its descriptors forever.
+	ParkTimeout time.Duration
 	// MaxHeaderBytes bounds an HTTP request head; beyond it the client gets 431.
 	MaxHeaderBytes int
 	// CloseLinger bounds how long a closing connection waits for its queued
@@ -97,22 +117,27 @@ type Config struct {
 // DefaultConfig returns the documented defaults (see `vncedge --help`).
 func DefaultConfig() Config {
 	return Config{
-		Listen:           "0.0.0.0:6080",
-		Admin:            "127.0.0.1:9090",
-		HandshakeTimeout: 10 * time.Second,
-		ConnectTimeout:   5 * time.Second,
-		IdleTimeout:      0,
-		PingInterval:     30 * time.Second,
-		PongTimeout:      60 * time.Second,
-		DrainTimeout:     30 * time.Second,
-		MaxSessions:      100000,
-		MaxSessionsPerVM: 64,
-		MaxFrame:         16 << 20,
-		MaxBuffered:      32 << 20,
+		Listen:             "0.0.0.0:6080",
+		Admin:              "127.0.0.1:9090",
+		HandshakeTimeout:   10 * time.Second,
+		ConnectTimeout:     5 * time.Second,
+		IdleTimeout:        0,
+		PingInterval:       30 * time.Second,
+		PongTimeout:        60 * time.Second,
+		DrainTimeout:       30 * time.Second,
+		MaxSessions:        100000,
+		MaxSessionsPerVM:   64,
+		MaxFrame:           16 << 20,
+		MaxBuffered:        32 << 20,
+		MaxSessionsPerIP:   32,
+		MaxHandshakesPerIP: 64,
+		UpgradeRate:        5,
+		UpgradeBurst:       20,
 
 		ReadBufferCap:    256 << 10,
 		ChunkSize:        256 << 10,
 		MaxHeaderBytes:   8 << 10,
+		ParkTimeout:      60 * time.Second,
 		CloseLinger:      5 * time.Second,
 		CloseGrace:       2 * time.Second,
 		TickInterval:     250 * time.Millisecond,
@@ -143,7 +168,9 @@ func (c *Config) Validate() error {
 	if c.ProxyProtocol && len(c.TrustedProxies) == 0 {
 		errs = append(errs, errors.New("proxy-protocol needs trusted-proxy: a PROXY header from anyone would let clients forge their address"))
 	}
-	if c.MaxSessions < 0 || c.MaxSessionsPerVM < 0 || c.MaxFrame < 0 || c.MaxBuffered < 0 {
+	if c.MaxSessions < 0 || c.MaxSessionsPerVM < 0 || c.MaxFrame < 0 || c.MaxBuffered < 0 ||
+		c.MaxSessionsPerIP < 0 || c.MaxHandshakesPerIP < 0 || c.UpgradeRate < 0 || c.UpgradeBurst < 0 ||
+		c.MaxHandshakes < 0 || c.FDReserve < 0 {
 		errs = append(errs, errors.New("limits must not be negative"))
 	}
 	for name, n := range map[string]int{

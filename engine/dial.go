@@ -41,10 +41,7 @@ func (srv *Server) startResolve(s *session) {
 		ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.ResolveTimeout)
 		tgt, err := srv.router.Resolve(ctx, rt)
 		cancel()
-		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			s.onResolved(tgt, err)
-			return nil
-		}))
+		_ = el.Execute(context.Background(), srv.guarded(func() { s.onResolved(tgt, err) }))
 	}()
 }
 
@@ -78,11 +75,14 @@ func (s *session) onResolved(tgt routing.Target, err error) {
 		return
 	}
 	s.target = tgt
-	if !s.srv.limits.acquireVM(tgt.Name) {
-		s.failSetup(rejectVMCap, rejectVMCap.public())
+	// The per-VM limit counts by the address dialled, so that a VM
+	// reached by name and by address is one VM.
+	key := tgt.Addr.String()
+	if !s.srv.limits.acquireVM(key) {
+		s.failSetup(rejectVMCap, "per-VM limit reached for "+key)
 		return
 	}
-	s.slots.vm = tgt.Name
+	s.slots.vm = key
 	if s.to(stDialing) {
 		s.srv.startDial(s)
 	}
@@ -116,9 +116,17 @@ func (s *session) failSetupStatus(why rejectReason, status int, detail string) {
 
 // startDial connects to the VM off the loop, with the connect timeout, then
 // enrolls the socket on the session's own loop (DESIGN.md: never gnet's
-// Register, which dials without a timeout).
+// Register, which dials without a timeout) and reads the enroll's result.
+// Two descriptors are counted first: the VM socket, and the copy gnet
+// makes of it while enrolling (given back once the enroll reported).
 func (srv *Server) startDial(s *session) {
+	if !srv.fds.take(2) {
+		s.failSetup(rejectDescriptors, "descriptor budget spent: no room for the VM socket")
+		return
+	}
+	s.slots.fds++
 	if !srv.acquireSetup() {
+		srv.fds.give(1)
 		s.failSetup(rejectCapacity, "too many sessions being set up (MaxPendingSetups)")
 		return
 	}
@@ -132,18 +140,34 @@ func (srv *Server) startDial(s *session) {
 		nc, err := d.Dial("tcp", addr)
 		srv.met.dialSeconds.UpdateDuration(t0)
 		if err == nil {
-			if _, err = el.Enroll(gnet.NewContext(context.Background(), ref), nc); err != nil {
+			var ch <-chan gnet.RegisteredResult
+			if ch, err = el.Enroll(gnet.NewContext(context.Background(), ref), nc); err != nil {
 				_ = nc.Close()
+			} else {
+				err = waitEnroll(ch, srv.cfg.ConnectTimeout+setupSlack)
 			}
-			// On success onEnrolled runs on the loop; nothing to wait for here.
 		}
+		srv.fds.give(1)
 		if err != nil {
-			_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-				s.onDialFailed(err)
-				return nil
-			}))
+			_ = el.Execute(context.Background(), srv.guarded(func() { s.onDialFailed(err) }))
 		}
 	}()
+}
+
+// waitEnroll waits for an enroll's result; on success the socket's OnOpen
+// has run on its loop.
+func waitEnroll(ch <-chan gnet.RegisteredResult, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case res, ok := <-ch:
+		if !ok {
+			return errEnrollTimeout
+		}
+		return res.Err
+	case <-t.C:
+		return errEnrollTimeout
+	}
 }
 
 // onDialFailed ends a session whose VM could not be reached: the upgrade
@@ -154,8 +178,26 @@ func (s *session) onDialFailed(err error) {
 	if s.state != stDialing {
 		return
 	}
+	if isResourceError(err) {
+		// Out of descriptors or buffers here, not the VM's fault: a plain
+		// 503, so the client retries, and the sessions already running go on.
+		s.failSetup(rejectDescriptors, "dial: "+err.Error())
+		return
+	}
 	s.srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream dial failed",
 		slog.String("session", s.id), slog.String("target", s.target.Name),
 		slog.String("upstream", s.target.Addr.String()), slog.String("error", err.Error()))
 	s.closeWith(ws.StatusInternalServerError, reasonDialFailed, "VNC server unreachable: "+errText(err))
+}
+
+// awaitEnroll reads the result of an Enroll off the loop (DESIGN.md: every
+// result is read) and reports a failure, or a result that never comes,
+// back on the loop through fail. On success the socket's OnOpen has run.
+func (srv *Server) awaitEnroll(ch <-chan gnet.RegisteredResult, el gnet.EventLoop, fail func(error)) {
+	go func() {
+		if err := waitEnroll(ch, resumeTimeout); err != nil {
+			srv.met.enrollErrors.Inc()
+			_ = el.Execute(context.Background(), srv.guarded(func() { fail(err) }))
+		}
+	}()
 }

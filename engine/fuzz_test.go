@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -55,7 +56,7 @@ func FuzzUpgrade(f *testing.F) {
 		head := data[:end]
 		_, _ = scanHead(head)
 		var resp bytes.Buffer
-		info, _, err := srv.checkUpgrade(head, &resp)
+		info, _, err := srv.checkUpgrade(head, &resp, "127.0.0.1:1", netip.MustParseAddr("127.0.0.1"))
 		if info.counted {
 			srv.limits.releaseSession()
 		}

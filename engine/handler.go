@@ -32,12 +32,21 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 
 func (h *handler) OnShutdown(gnet.Engine) {}
 
-func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	if ref, ok := c.Context().(*connRef); ok {
-		return nil, ref.s.onEnrolled(c, ref.vm)
+func (h *handler) OnOpen(c gnet.Conn) (out []byte, act gnet.Action) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.s.recovered(r, c)
+			act = gnet.Close
+		}
+	}()
+	switch x := c.Context().(type) {
+	case *connRef:
+		return nil, x.s.onEnrolled(c, x.vm)
+	case *acceptMark:
+		newHTTPConn(h.s.loopFor(c.EventLoop()), c, x)
+		return nil, gnet.None
 	}
-	newHTTPConn(h.s.loopFor(c.EventLoop()), c)
-	return nil, gnet.None
+	return nil, gnet.Close
 }
 
 func (h *handler) OnTraffic(c gnet.Conn) (act gnet.Action) {
@@ -62,6 +71,11 @@ func (h *handler) OnTraffic(c gnet.Conn) (act gnet.Action) {
 }
 
 func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
+	defer func() {
+		if r := recover(); r != nil {
+			h.s.recovered(r, c)
+		}
+	}()
 	switch x := c.Context().(type) {
 	case *httpConn:
 		x.onClose(c)
@@ -79,19 +93,44 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 // every loop to sweep its sessions' deadlines on the loop itself.
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.s
+	defer func() {
+		if r := recover(); r != nil {
+			s.recovered(r, nil)
+		}
+	}()
 	s.clock.Store(int64(time.Since(s.epoch)))
 	s.trimMemory()
+	s.clients.sweep()
 	s.forEachLoop(func(ls *loopState) {
 		_ = ls.el.Execute(context.Background(), ls.sweepRunnable)
 	})
 	return s.cfg.TickInterval, gnet.None
 }
 
+// guarded wraps a runnable given to Execute so that a panic in it is
+// recovered and counted like one in a callback: gnet runs it on the loop,
+// and a panic there would end the process.
+func (s *Server) guarded(f func()) gnet.Runnable {
+	return gnet.RunnableFunc(func(context.Context) error {
+		defer func() {
+			if r := recover(); r != nil {
+				s.recovered(r, nil)
+			}
+		}()
+		f()
+		return nil
+	})
+}
+
 // recovered logs and counts a panic caught while handling connection c.
 func (s *Server) recovered(r any, c gnet.Conn) {
 	s.met.panics.Inc()
 	attrs := []any{"panic", fmt.Sprint(r), "stack", string(debug.Stack())}
-	switch x := c.Context().(type) {
+	var ctx any
+	if c != nil {
+		ctx = c.Context()
+	}
+	switch x := ctx.(type) {
 	case *httpConn:
 		attrs = append(attrs, "client", x.remote)
 	case *connRef:

@@ -35,6 +35,9 @@ func startServer(t *testing.T, tweak func(*Config, *routing.Config)) *testServer
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Admin = "127.0.0.1:0"
 	cfg.Loops = 2
+	// Tests open many sessions from one address at once: the per-client
+	// limits are off unless a test turns them on.
+	cfg.MaxSessionsPerIP, cfg.MaxHandshakesPerIP, cfg.UpgradeRate = 0, 0, 0
 	cfg.Logger = discardLogger()
 	if testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

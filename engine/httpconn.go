@@ -27,18 +27,22 @@ type httpConn struct {
 	browser browserConn
 	tracking
 
-	remote    string
+	remote    string     // the client's address as logged
+	clientKey netip.Addr // the address per-client limits count against; invalid when none is known
+	slots     slots
 	started   time.Time
 	proxyDone bool  // the PROXY protocol header was read (--proxy-protocol)
 	closing   bool  // a last response is draining; nothing more is read
 	deadline  int64 // reading: when the request head must be complete
 }
 
-// newHTTPConn starts tracking a socket the loop just accepted.
-func newHTTPConn(ls *loopState, c gnet.Conn) *httpConn {
+// newHTTPConn starts tracking a socket the loop just accepted; it holds
+// the slots admission gave it (listen.go).
+func newHTTPConn(ls *loopState, c gnet.Conn, mark *acceptMark) *httpConn {
 	srv := ls.srv
 	h := &httpConn{ls: ls, srv: srv, browser: browserConn{c: c}, started: time.Now(),
-		tracking: tracking{slot: -1}}
+		tracking: tracking{slot: -1}, clientKey: mark.peer,
+		slots: slots{fds: 1, handshake: true, hsClient: mark.peer}}
 	if a := c.RemoteAddr(); a != nil {
 		h.remote = a.String()
 	}
@@ -54,6 +58,7 @@ func newHTTPConn(ls *loopState, c gnet.Conn) *httpConn {
 func (ls *loopState) adoptHTTP(s *session) *httpConn {
 	h := &httpConn{ls: ls, srv: s.srv, browser: s.browser, remote: s.remote, started: s.started,
 		proxyDone: true, tracking: tracking{slot: -1}}
+	moveConnSlots(&h.slots, &s.slots)
 	s.browser.c = nil
 	h.browser.c.SetContext(h)
 	ls.conns.add(h)
@@ -88,16 +93,21 @@ func (h *httpConn) onTraffic(c gnet.Conn) gnet.Action {
 	for h.browser.c != nil && !h.closing && c.Context() == h {
 		buf, _ := c.Peek(-1)
 		end := headEnd(buf)
+		if end == -2 {
+			_, _ = c.Discard(-1)
+			h.reject(rejectBadRequest, "request line ends are not CRLF")
+			return gnet.None
+		}
 		if end < 0 || end > maxHead+len(crlfcrlf) {
 			if end > 0 || len(buf) > maxHead {
-				h.reject(rejectTooLarge)
+				h.reject(rejectTooLarge, "request head over "+strconv.Itoa(maxHead)+" bytes")
 			}
 			return gnet.None
 		}
 		head, ok := scanHead(buf[:end])
 		if !ok {
 			_, _ = c.Discard(end)
-			h.reject(rejectBadRequest)
+			h.reject(rejectBadRequest, "malformed request head (request line, a header, a second Host or Origin, or a NUL byte)")
 			return gnet.None
 		}
 		site := srv.site.Load()
@@ -146,10 +156,22 @@ func (h *httpConn) readProxyHeader(c gnet.Conn) (act gnet.Action, done bool) {
 		return gnet.Close, false
 	}
 	_, _ = c.Discard(n)
-	if client != "" {
-		h.remote = client
-	}
 	h.proxyDone = true
+	if client == "" {
+		return gnet.None, true
+	}
+	h.remote = client
+	// The handshake now counts against the client the proxy named.
+	if ap, err := netip.ParseAddrPort(client); err == nil {
+		h.clientKey = ap.Addr().Unmap()
+		if h.slots.handshake && !h.slots.hsClient.IsValid() {
+			if !srv.clients.acquireHandshake(h.clientKey) {
+				h.reject(rejectHandshakes, "too many connections in their handshake from this client")
+				return gnet.None, false
+			}
+			h.slots.hsClient = h.clientKey
+		}
+	}
 	return gnet.None, true
 }
 
@@ -160,8 +182,8 @@ func (h *httpConn) readProxyHeader(c gnet.Conn) (act gnet.Action, done bool) {
 func (h *httpConn) upgrade(c gnet.Conn, head []byte) {
 	srv := h.srv
 	resp := bytebufferpool.Get()
-	info, hs, err := srv.checkUpgrade(head, resp)
-	h.remote = srv.proxies.clientAddr(h.remote, info.xff)
+	info, hs, err := srv.checkUpgrade(head, resp, h.remote, h.clientKey)
+	h.remote, h.clientKey = info.client, info.clientKey
 	if err != nil {
 		srv.met.upgradesFailed[info.reject].Inc()
 		srv.log.LogAttrs(context.Background(), slog.LevelInfo, "upgrade rejected",
@@ -178,13 +200,15 @@ func (h *httpConn) upgrade(c gnet.Conn, head []byte) {
 	}
 	h.ls.conns.remove(h)
 	newSession(h, info, mode, resp)
-	h.browser.c = nil // the session owns the socket now
 }
 
 // reject answers a request that will not become a session with a short
-// plain-text HTTP error, counted, and closes the socket once it is written.
-func (h *httpConn) reject(why rejectReason) {
+// plain-text HTTP error, counted and logged (sampled: a client can send
+// these as fast as it likes), and closes the socket once it is written.
+func (h *httpConn) reject(why rejectReason, detail string) {
 	h.srv.met.upgradesFailed[why].Inc()
+	h.srv.logSampled(&h.srv.rejectLog, "request rejected", slog.String("client", h.remote),
+		slog.Int("status", why.status()), slog.String("reason", why.String()), slog.String("detail", detail))
 	h.respondError(why.status(), why.public())
 }
 
@@ -219,7 +243,7 @@ func (h *httpConn) checkDeadline(now int64) {
 	case h.closing:
 		h.browser.expireClose(now)
 	case h.deadline > 0 && now > h.deadline:
-		h.reject(rejectTimeout)
+		h.reject(rejectTimeout, "request head not complete within the handshake timeout")
 	}
 }
 
@@ -237,6 +261,7 @@ func (h *httpConn) onClose(c gnet.Conn) {
 	}
 	h.browser.c = nil
 	h.ls.conns.remove(h)
+	h.srv.releaseSlots(&h.slots)
 	h.srv.met.connectionsOpen.Dec()
 }
 
@@ -251,3 +276,5 @@ func appendHTTPError(dst []byte, status int, reason string) []byte {
 	dst = append(dst, "\r\n\r\n"...)
 	return append(dst, body...)
 }
+
+func (h *httpConn) browserSocket() gnet.Conn { return h.browser.c }

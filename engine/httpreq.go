@@ -2,9 +2,6 @@ package engine
 
 import "bytes"
 
-// maxHeaderBytes bounds an HTTP request head; beyond it the client gets 431.
-const maxHeaderBytes = 8 << 10
-
 var crlfcrlf = []byte("\r\n\r\n")
 
 // requestHead is what the engine needs to know about a request before
@@ -20,20 +17,49 @@ type requestHead struct {
 }
 
 // headEnd returns the length of the request head including the blank line,
-// or -1 when the head is not complete yet.
+// or -1 when the head is not complete yet, or -2 when its line ends are
+// not CRLF: a bare LF or a lone CR. Such a head would never complete (a
+// client that ends lines with LF alone waits for our 408), and RFC 9112
+// lets a server refuse them, which is safer than guessing what a proxy in
+// front of us made of them.
 func headEnd(b []byte) int {
-	i := bytes.Index(b, crlfcrlf)
-	if i < 0 {
+	end := bytes.Index(b, crlfcrlf)
+	scan := b
+	if end >= 0 {
+		scan = b[:end+len(crlfcrlf)]
+	}
+	for off := 0; off < len(scan); {
+		i := bytes.IndexAny(scan[off:], "\r\n")
+		if i < 0 {
+			break
+		}
+		i += off
+		switch {
+		case scan[i] == '\n':
+			return -2 // an LF that no CR precedes
+		case i+1 < len(scan) && scan[i+1] != '\n':
+			return -2 // a CR that no LF follows
+		}
+		off = i + 2
+	}
+	if end < 0 {
 		return -1
 	}
-	return i + len(crlfcrlf)
+	return end + len(crlfcrlf)
 }
 
 // scanHead splits a complete request head (as delimited by headEnd) into the
 // request line and the few headers routing between upgrade and static needs.
-// Full validation of upgrades is left to gobwas/ws; this only has to be
-// right about which of the two paths a request takes.
+// Full validation of upgrades is left to gobwas/ws; this has to be right
+// about which of the two paths a request takes, and it refuses what
+// gobwas/ws would quietly accept: a second Host or Origin (the last would
+// win, so Host: own + Host: evil + Origin: evil would pass the origin
+// check; RFC 9112 makes a second Host a 400), a NUL byte, a header line
+// folded onto the previous one (obs-fold), a header name with spaces.
 func scanHead(b []byte) (h requestHead, ok bool) {
+	if bytes.IndexByte(b, 0) >= 0 {
+		return h, false
+	}
 	line, rest, found := bytes.Cut(b, []byte("\r\n"))
 	if !found {
 		return h, false
@@ -48,17 +74,26 @@ func scanHead(b []byte) (h requestHead, ok bool) {
 		return h, false
 	}
 	keepAlive := false
+	hosts, origins := 0, 0
 	for len(rest) > 0 {
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		if len(line) == 0 {
 			break
 		}
 		k, v, found := bytes.Cut(line, []byte(":"))
-		if !found {
-			return h, false
+		if !found || len(k) == 0 || bytes.ContainsAny(k, " \t") {
+			return h, false // also an obs-fold line, which starts with a space
 		}
 		v = bytes.TrimSpace(v)
 		switch {
+		case bytes.EqualFold(k, []byte("Host")):
+			if hosts++; hosts > 1 {
+				return h, false
+			}
+		case bytes.EqualFold(k, []byte("Origin")):
+			if origins++; origins > 1 {
+				return h, false
+			}
 		case bytes.EqualFold(k, []byte("Upgrade")):
 			h.upgrade = true
 		case bytes.EqualFold(k, []byte("Connection")):

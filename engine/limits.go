@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/time/rate"
 )
 
 // capacity enforces --max-sessions and --max-sessions-per-upstream. It is
@@ -64,16 +68,44 @@ func (c *capacity) vms() int {
 	return len(c.per)
 }
 
-// slots is what a session holds of the limits: taken in setup, released
-// once, by releaseSlots, whichever way the session ends.
+// slots is what a connection holds of the limits, taken as it passes them
+// and released once, by releaseSlots, whichever way it ends. The parts
+// bound to the socket (descriptors, the handshake) move from httpConn to
+// session and back with it (moveConnSlots).
 type slots struct {
-	session bool   // a global session slot (and one vncedge_sessions_active)
-	vm      string // the per-VM key holding a slot; "" when none
+	fds       int64      // descriptors counted in the budget
+	handshake bool       // one of the handshake slots, overall and of hsClient's
+	hsClient  netip.Addr // the address the handshake counts against; invalid when none
+	session   bool       // a global session slot (and one vncedge_sessions_active)
+	client    netip.Addr // the address the session counts against; invalid when none
+	vm        string     // the per-VM key holding a slot; "" when none
+}
+
+// moveConnSlots hands the socket-bound slots from one holder to another.
+func moveConnSlots(to, from *slots) {
+	to.fds, to.handshake, to.hsClient = from.fds, from.handshake, from.hsClient
+	from.fds, from.handshake, from.hsClient = 0, false, netip.Addr{}
+}
+
+// endHandshake releases the handshake slot: the connection is a relaying
+// session now, or was answered.
+func (srv *Server) endHandshake(sl *slots) {
+	if sl.handshake {
+		sl.handshake = false
+		srv.releaseHandshake()
+		srv.clients.releaseHandshake(sl.hsClient)
+		sl.hsClient = netip.Addr{}
+	}
 }
 
 // releaseSlots gives back everything sl holds and clears it, so a second
 // call is a no-op.
 func (srv *Server) releaseSlots(sl *slots) {
+	srv.endHandshake(sl)
+	if sl.fds > 0 {
+		srv.fds.give(sl.fds)
+		sl.fds = 0
+	}
 	if sl.vm != "" {
 		srv.limits.releaseVM(sl.vm)
 		sl.vm = ""
@@ -82,5 +114,172 @@ func (srv *Server) releaseSlots(sl *slots) {
 		sl.session = false
 		srv.limits.releaseSession()
 		srv.met.sessionsActive.Dec()
+		srv.clients.releaseSession(sl.client)
+		sl.client = netip.Addr{}
 	}
+}
+
+// fdBudget keeps the process's descriptors below RLIMIT_NOFILE by design:
+// every socket the engine opens is counted before it is opened, and what
+// would not fit is refused (a new connection closed at once, a dial
+// answered with 503) instead of reaching EMFILE somewhere we cannot handle
+// it. The reserve is room for what is not counted: the admin listener and
+// its clients, log and token files, token-store connections, gnet's pollers.
+type fdBudget struct {
+	limit int64 // descriptors the engine may use for browser and VM sockets
+	used  atomic.Int64
+}
+
+// newFDBudget derives the budget from the soft RLIMIT_NOFILE (raised to the
+// hard limit first, since Go only raises it on its own for some programs).
+func newFDBudget(reserve int) fdBudget {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return fdBudget{limit: 1 << 20}
+	}
+	if rl.Cur < rl.Max {
+		raised := rl
+		raised.Cur = rl.Max
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			rl = raised
+		}
+	}
+	n := int64(rl.Cur)
+	if reserve <= 0 {
+		reserve = int(max(128, n/20))
+	}
+	return fdBudget{limit: max(n-int64(reserve), 16)}
+}
+
+// take counts n more descriptors, or refuses when they would not fit.
+func (b *fdBudget) take(n int64) bool {
+	if b.used.Add(n) > b.limit {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *fdBudget) give(n int64) { b.used.Add(-n) }
+
+// clientLimits are the per-address limits: sessions, connections still in
+// their handshake, and the rate of upgrades, keyed by the real client
+// address (after the PROXY protocol or a trusted X-Forwarded-For). A
+// connection from a trusted proxy that names no client is not limited per
+// address: the proxy's own address would lump every user together.
+type clientLimits struct {
+	maxSessions   int
+	maxHandshakes int
+	rate          rate.Limit
+	burst         int
+
+	mu sync.Mutex
+	m  map[netip.Addr]*clientEntry
+}
+
+type clientEntry struct {
+	sessions, handshakes int
+	upgrades             *rate.Limiter // nil when upgrades are not rate limited
+}
+
+func newClientLimits(cfg *Config) *clientLimits {
+	return &clientLimits{maxSessions: cfg.MaxSessionsPerIP, maxHandshakes: cfg.MaxHandshakesPerIP,
+		rate: rate.Limit(cfg.UpgradeRate), burst: cfg.UpgradeBurst, m: make(map[netip.Addr]*clientEntry)}
+}
+
+func (l *clientLimits) entry(a netip.Addr) *clientEntry {
+	e := l.m[a]
+	if e == nil {
+		e = &clientEntry{}
+		if l.rate > 0 {
+			e.upgrades = rate.NewLimiter(l.rate, max(l.burst, 1))
+		}
+		l.m[a] = e
+	}
+	return e
+}
+
+// forget drops an entry nothing counts on any more; a limiter that is not
+// full yet stays, so that closing every connection does not refill it.
+func (l *clientLimits) forget(a netip.Addr, e *clientEntry) {
+	if e.sessions == 0 && e.handshakes == 0 &&
+		(e.upgrades == nil || e.upgrades.Tokens() >= float64(max(l.burst, 1))) {
+		delete(l.m, a)
+	}
+}
+
+// acquireHandshake counts a connection from a still in its handshake.
+func (l *clientLimits) acquireHandshake(a netip.Addr) bool {
+	if !a.IsValid() {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.entry(a)
+	if l.maxHandshakes > 0 && e.handshakes >= l.maxHandshakes {
+		l.forget(a, e)
+		return false
+	}
+	e.handshakes++
+	return true
+}
+
+func (l *clientLimits) releaseHandshake(a netip.Addr) {
+	if !a.IsValid() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.m[a]; e != nil {
+		e.handshakes--
+		l.forget(a, e)
+	}
+}
+
+// admitUpgrade spends one upgrade from a's bucket and takes a session
+// slot of a's; why says which limit refused it.
+func (l *clientLimits) admitUpgrade(a netip.Addr) (ok bool, why rejectReason) {
+	if !a.IsValid() {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.entry(a)
+	switch {
+	case e.upgrades != nil && !e.upgrades.Allow():
+		l.forget(a, e)
+		return false, rejectRateLimited
+	case l.maxSessions > 0 && e.sessions >= l.maxSessions:
+		l.forget(a, e)
+		return false, rejectClientCap
+	}
+	e.sessions++
+	return true, 0
+}
+
+func (l *clientLimits) releaseSession(a netip.Addr) {
+	if !a.IsValid() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.m[a]; e != nil {
+		e.sessions--
+		l.forget(a, e)
+	}
+}
+
+// sweep forgets idle entries whose buckets have refilled (ticker goroutine).
+func (l *clientLimits) sweep() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for a, e := range l.m {
+		l.forget(a, e)
+	}
+}
+
+func (l *clientLimits) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.m)
 }

@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // asyncHandler moves log output off the event loops: a loop must never wait
@@ -87,4 +91,30 @@ func (g gnetLogger) Errorf(format string, args ...any) {
 }
 func (g gnetLogger) Fatalf(format string, args ...any) {
 	g.l.Error("gnet: " + fmt.Sprintf(format, args...))
+}
+
+// sampledLog keeps a class of warnings that an attacker can trigger at will
+// (refused connections, malformed requests) from flooding the log: at most
+// a burst of lines, then one per interval, each saying how many were
+// suppressed since the last; the suppressed ones are counted too.
+type sampledLog struct {
+	lim        *rate.Limiter
+	suppressed atomic.Int64
+}
+
+func newSampledLog() sampledLog {
+	return sampledLog{lim: rate.NewLimiter(rate.Every(time.Second), 10)}
+}
+
+// logSampled writes msg through sl's limit.
+func (srv *Server) logSampled(sl *sampledLog, msg string, attrs ...slog.Attr) {
+	if !sl.lim.Allow() {
+		sl.suppressed.Add(1)
+		srv.met.logLinesSampled.Inc()
+		return
+	}
+	if n := sl.suppressed.Swap(0); n > 0 {
+		attrs = append(attrs, slog.Int64("suppressed_since_last", n))
+	}
+	srv.log.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
 }

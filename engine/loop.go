@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"sync/atomic"
 
 	"github.com/gobwas/ws"
@@ -21,14 +20,16 @@ type loopState struct {
 	waiting  []waiter
 	pending  atomic.Int32 // len(waiting), readable off the loop
 
-	sweepRunnable gnet.Runnable
-	pollRunnable  gnet.Runnable
+	sweepRunnable    gnet.Runnable
+	pollRunnable     gnet.Runnable
+	closeAllRunnable gnet.Runnable
 }
 
 func newLoopState(s *Server, el gnet.EventLoop) *loopState {
 	ls := &loopState{srv: s, el: el}
-	ls.sweepRunnable = gnet.RunnableFunc(ls.sweep)
-	ls.pollRunnable = gnet.RunnableFunc(ls.poll)
+	ls.sweepRunnable = s.guarded(ls.sweep)
+	ls.pollRunnable = s.guarded(ls.poll)
+	ls.closeAllRunnable = s.guarded(ls.closeAll)
 	return ls
 }
 
@@ -79,10 +80,11 @@ func (r *roster[T]) each(f func(T)) {
 
 func (r *roster[T]) len() int { return len(r.items) }
 
-// waiter is what the poll list holds.
+// waiter is what the poll list holds: a session or an HTTP connection.
 type waiter interface {
 	track() *tracking
 	pollWaiting() bool
+	browserSocket() gnet.Conn
 }
 
 // wait puts w on the poll list until its waiting condition clears.
@@ -99,10 +101,12 @@ func (ls *loopState) wait(w waiter) {
 }
 
 // poll re-checks every waiting member; those done waiting leave the list.
-func (ls *loopState) poll(context.Context) error {
+func (ls *loopState) poll() {
 	kept := ls.waiting[:0]
 	for _, w := range ls.waiting {
-		if w.pollWaiting() {
+		wait := false
+		ls.protect(w, func() { wait = w.pollWaiting() })
+		if wait {
 			kept = append(kept, w)
 		} else {
 			w.track().waiting = false
@@ -111,20 +115,33 @@ func (ls *loopState) poll(context.Context) error {
 	clear(ls.waiting[len(kept):])
 	ls.waiting = kept
 	ls.pending.Store(int32(len(kept)))
-	return nil
 }
 
 // sweep enforces deadlines and flushes byte counters; it runs every tick.
-func (ls *loopState) sweep(context.Context) error {
+func (ls *loopState) sweep() {
 	now := ls.srv.now()
-	ls.conns.each(func(h *httpConn) { h.checkDeadline(now) })
-	ls.sessions.each(func(s *session) { s.checkDeadlines(now) })
-	return nil
+	ls.conns.each(func(h *httpConn) { ls.protect(h, func() { h.checkDeadline(now) }) })
+	ls.sessions.each(func(s *session) { ls.protect(s, func() { s.checkDeadlines(now) }) })
+}
+
+// protect runs f, some work for one member, so that a panic in it drops
+// that member's browser connection and lets the loop's other work go on.
+func (ls *loopState) protect(w waiter, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			c := w.browserSocket()
+			ls.srv.recovered(r, c)
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+	f()
 }
 
 // closeAll ends every session on this loop with 1001 (drain timeout
 // expired) and drops connections that are not relaying.
-func (ls *loopState) closeAll(context.Context) error {
+func (ls *loopState) closeAll() {
 	ls.conns.each(func(h *httpConn) {
 		if h.browser.c != nil && !h.closing { // those closing are on their way out
 			_ = h.browser.c.Close()
@@ -140,5 +157,4 @@ func (ls *loopState) closeAll(context.Context) error {
 			}
 		}
 	})
-	return nil
 }

@@ -29,6 +29,10 @@ type serverMetrics struct {
 	logLinesDropped *metrics.Counter
 	pendingSetups   *metrics.Gauge
 	panics          *metrics.Counter
+	connectionsShed [numShedReasons]*metrics.Counter
+	acceptErrors    *metrics.Counter
+	enrollErrors    *metrics.Counter
+	logLinesSampled *metrics.Counter
 }
 
 func newServerMetrics() *serverMetrics {
@@ -51,6 +55,12 @@ func newServerMetrics() *serverMetrics {
 		logLinesDropped: s.NewCounter("vncedge_log_lines_dropped_total"),
 		pendingSetups:   s.NewGauge("vncedge_pending_setups", nil),
 		panics:          s.NewCounter("vncedge_panics_total"),
+		acceptErrors:    s.NewCounter("vncedge_accept_errors_total"),
+		enrollErrors:    s.NewCounter("vncedge_enroll_errors_total"),
+		logLinesSampled: s.NewCounter("vncedge_log_lines_suppressed_total"),
+	}
+	for r := shedNone + 1; r < numShedReasons; r++ {
+		m.connectionsShed[r] = s.NewCounter(fmt.Sprintf(`vncedge_connections_shed_total{reason=%q}`, r.String()))
 	}
 	for r := range numCloseReasons {
 		m.sessionsClosed[r] = s.NewCounter(fmt.Sprintf(`vncedge_sessions_closed_total{reason=%q}`, r.String()))

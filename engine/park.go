@@ -2,12 +2,16 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 )
 
 // Backpressure (DESIGN.md): gnet cannot pause reading a socket, so a
@@ -98,28 +102,152 @@ func (s *session) pollBackpressure() bool {
 }
 
 // resume enrolls a parked descriptor on this loop again; its OnOpen
-// (onEnrolled) links it back to the session through ref.
+// (onEnrolled) links it back to the session through ref. The descriptor
+// is checked first: after a reset its peer address is gone, and gnet's
+// enroll would panic in its worker pool on the address-less conn that
+// net.FileConn makes of it, leaving the session waiting forever.
 func (s *session) resume(p *park, ref *connRef) {
 	if p.state != parkParked {
 		return // not parked, or already resuming
+	}
+	if err := peerGone(p.fd); err != nil && !(ref.vm && errors.Is(err, io.EOF)) {
+		s.parkedPeerGone(p, ref.vm, err)
+		return
 	}
 	fd := p.fd
 	p.fd = -1
 	f := os.NewFile(uintptr(fd), "vncedge-parked")
 	nc, err := net.FileConn(f) // dups fd; f's copy is closed below
 	_ = f.Close()
+	var ch <-chan gnet.RegisteredResult
 	if err == nil {
-		if _, err = s.ls.el.Enroll(gnet.NewContext(context.Background(), ref), nc); err != nil {
+		if ch, err = s.ls.el.Enroll(gnet.NewContext(context.Background(), ref), nc); err != nil {
 			_ = nc.Close()
 		}
 	}
 	if err != nil {
 		p.state = parkActive
-		s.closeWith(ws.StatusInternalServerError, reasonVMError, "resume parked connection: "+errText(err))
+		s.resumeFailed(ref.vm, err)
 		return
 	}
 	p.state, p.since = parkResuming, s.srv.now()
+	s.srv.awaitEnroll(ch, s.ls.el, func(err error) {
+		if p.state == parkResuming {
+			p.state = parkActive
+			s.resumeFailed(ref.vm, err)
+		}
+	})
 }
+
+// resumeFailed ends a session whose parked socket could not come back.
+func (s *session) resumeFailed(vm bool, err error) {
+	if vm {
+		s.closeWith(ws.StatusInternalServerError, reasonVMError, "resume parked connection: "+errText(err))
+		return
+	}
+	s.why = reasonBrowserGone
+	s.finish() // the browser socket is lost: nobody to send a close frame to
+}
+
+// parkedPeerGone handles a parked socket whose peer closed or reset it. A
+// VM that closed may have left bytes for the browser in the socket: they
+// and its end are read when the browser catches up, as usual. A VM reset
+// ends the session now; a browser that ended takes the session with it.
+func (s *session) parkedPeerGone(p *park, vm bool, err error) {
+	if vm && errors.Is(err, io.EOF) {
+		return
+	}
+	p.drop()
+	if vm {
+		s.endForVM(err)
+		return
+	}
+	if s.state == stRelaying {
+		s.why = reasonBrowserGone
+	}
+	s.finish()
+}
+
+// checkParks is the parks' share of the sweep: a parked socket whose peer
+// went away ends the session now (it is not read, so nothing else would
+// notice), and no park, resume or held input lasts forever.
+func (s *session) checkParks(now int64) {
+	cfg := &s.srv.cfg
+	for _, side := range [2]struct {
+		p  *park
+		vm bool
+	}{{&s.browserPark, false}, {&s.vmPark, true}} {
+		if s.state != stRelaying {
+			return
+		}
+		p := side.p
+		switch p.state {
+		case parkParked:
+			if err := peerGone(p.fd); err != nil {
+				s.parkedPeerGone(p, side.vm, err)
+			} else if cfg.ParkTimeout > 0 && now-p.since > int64(cfg.ParkTimeout) {
+				s.parkTimedOut(side.vm)
+			}
+		case parkResuming:
+			if now-p.since > int64(resumeTimeout) {
+				p.state = parkActive
+				s.resumeFailed(side.vm, errEnrollTimeout)
+			}
+		}
+	}
+	if s.state == stRelaying && s.inputHeld && cfg.ParkTimeout > 0 && now-s.heldSince > int64(cfg.ParkTimeout) {
+		s.parkTimedOut(false)
+	}
+}
+
+// parkTimedOut ends a session whose one side has not taken the other's
+// bytes for ParkTimeout: the side that stopped reading is stuck.
+func (s *session) parkTimedOut(vmParked bool) {
+	if vmParked {
+		s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "browser is not reading")
+		return
+	}
+	s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "VNC server is not reading")
+}
+
+// resumeTimeout bounds an enroll of a parked socket: it is a local
+// operation that takes microseconds when it works at all.
+const resumeTimeout = 5 * time.Second
+
+// errEnrollTimeout ends a setup or resume whose enroll never reported.
+var errEnrollTimeout = errors.New("the event loop did not take the connection in time")
+
+// peerGone reports whether the peer of socket fd closed (io.EOF: it sent
+// FIN) or reset it, without reading from it.
+func peerGone(fd int) error {
+	if soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil {
+		return err
+	} else if soErr != 0 {
+		return syscall.Errno(soErr)
+	}
+	if _, err := unix.Getpeername(fd); err != nil {
+		return err // ENOTCONN after a reset
+	}
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return nil // not TCP (a unix socket VM): nothing more to learn
+	}
+	switch info.State {
+	case tcpCloseWait, tcpLastAck, tcpClosing:
+		return io.EOF
+	case tcpClose:
+		return syscall.ECONNRESET
+	}
+	return nil
+}
+
+// TCP states from the kernel's include/net/tcp_states.h.
+const (
+	tcpClose     = 7
+	tcpCloseWait = 8
+	tcpLastAck   = 9
+	tcpClosing   = 11
+)
 
 // vmResumed links the VM socket back after a park.
 func (s *session) vmResumed(c gnet.Conn) gnet.Action {

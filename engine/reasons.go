@@ -57,6 +57,10 @@ const (
 	rejectVMCap                            // 503 over --max-sessions-per-upstream
 	rejectDraining                         // 503 shutting down
 	rejectBrowserGone                      // browser left before the upgrade finished
+	rejectRateLimited                      // 429 over --max-upgrades-per-ip
+	rejectClientCap                        // 429 over --max-sessions-per-ip
+	rejectHandshakes                       // 503 over the handshake limits (a PROXY header named a client at its limit)
+	rejectDescriptors                      // 503 the descriptor budget is spent
 	numRejectReasons
 )
 
@@ -83,6 +87,10 @@ var rejections = [numRejectReasons]struct {
 	rejectVMCap:        {"upstream_capacity", http.StatusServiceUnavailable, "too many sessions for this VM"},
 	rejectDraining:     {"draining", http.StatusServiceUnavailable, "server is draining"},
 	rejectBrowserGone:  {"client_gone", 0, ""},
+	rejectRateLimited:  {"rate_limited", http.StatusTooManyRequests, "too many connection attempts; try again shortly"},
+	rejectClientCap:    {"client_capacity", http.StatusTooManyRequests, "too many sessions from your address"},
+	rejectHandshakes:   {"handshakes", http.StatusServiceUnavailable, "server too busy"},
+	rejectDescriptors:  {"descriptors", http.StatusServiceUnavailable, "server too busy"},
 }
 
 func (r rejectReason) String() string { return rejections[r].label }
@@ -138,3 +146,19 @@ func routeReject(err error) (rejectReason, int) {
 	}
 	return why, status
 }
+
+// shedReason classifies connections refused at accept, before any HTTP
+// byte is read; it labels vncedge_connections_shed_total.
+type shedReason uint8
+
+const (
+	shedNone             shedReason = iota
+	shedDescriptors                 // the descriptor budget (RLIMIT_NOFILE) is spent
+	shedHandshakes                  // too many connections in their handshake overall
+	shedClientHandshakes            // too many from this address
+	numShedReasons
+)
+
+var shedReasonNames = [numShedReasons]string{"", "descriptors", "handshakes", "client_handshakes"}
+
+func (r shedReason) String() string { return shedReasonNames[r] }

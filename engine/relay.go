@@ -25,43 +25,57 @@ type inbound struct {
 
 // relayFromBrowser forwards browser frames to the VM. A data frame's
 // payload is unmasked in place in gnet's read buffer and written to the VM
-// as it arrives; only control frames (at most 125 bytes) wait to be complete.
+// as it arrives; only control frames (at most 125 bytes) wait to be
+// complete. While the VM is behind (more than the high mark queued
+// towards it), the browser is parked, or its input left unread, until the
+// VM is below the low mark again.
 func (s *session) relayFromBrowser(c gnet.Conn) gnet.Action {
-	high := s.srv.tune.highWater
+	high, low, chunk := s.srv.tune.highWater, s.srv.tune.lowWater, s.srv.cfg.ChunkSize
+	budget := -1 // what may still be forwarded past the high mark; -1 until it is reached
 	for s.state == stRelaying {
 		vm := s.vm
 		if vm == nil {
-			s.inputHeld = true // VM socket parked or resuming: it wakes us
+			s.holdBrowser() // VM socket parked or resuming: it wakes us
 			return s.holdInput(c)
 		}
-		if vm.OutboundBuffered() > high {
-			if c.OutboundBuffered() > 0 {
-				// Parking would drop what is queued for the browser: leave
-				// its input unread (capped) until the VM catches up.
-				s.inputHeld = true
-				s.ls.wait(s)
-				return s.holdInput(c)
-			}
-			if c.InboundBuffered() == 0 {
+		switch q := vm.OutboundBuffered(); {
+		case s.inputHeld && q > low:
+			return s.holdInput(c) // pollBackpressure wakes us below the low mark
+		case q > high:
+			if c.InboundBuffered() == 0 && c.OutboundBuffered() == 0 {
 				// Stop reading the browser until the VM has taken its backlog.
 				return s.park(c, &s.browserPark)
 			}
-			// Forward what this read brought first (at most one read
-			// buffer), so nothing of the browser's is lost by the park.
+			// Parking now would drop what gnet holds for the browser (input
+			// not yet relayed, or output not yet written): forward at most
+			// one more chunk, then leave the rest unread (capped).
+			if budget < 0 {
+				budget = chunk
+			}
+			if budget == 0 {
+				s.holdBrowser()
+				return s.holdInput(c)
+			}
 		}
 		s.inputHeld = false
 		n := c.InboundBuffered()
 		if n == 0 {
 			break
 		}
-		buf, _ := c.Peek(min(n, s.srv.cfg.ChunkSize))
+		take := min(n, chunk)
+		if budget > 0 {
+			take = min(take, budget)
+		}
+		buf, _ := c.Peek(take)
 		off := s.relayFrames(buf)
+		if budget > 0 {
+			budget = max(budget-off, 0)
+		}
 		if off == 0 {
 			// An incomplete header or control frame: wait for more bytes,
 			// or for the VM to drain if that is what stopped us.
 			if vm := s.vm; vm != nil && vm.OutboundBuffered() > high {
-				s.inputHeld = true
-				s.ls.wait(s)
+				s.holdBrowser()
 			}
 			break
 		}
@@ -70,6 +84,15 @@ func (s *session) relayFromBrowser(c gnet.Conn) gnet.Action {
 		}
 	}
 	return gnet.None
+}
+
+// holdBrowser leaves browser input unread until the VM catches up; the
+// poll list brings it back.
+func (s *session) holdBrowser() {
+	if !s.inputHeld {
+		s.inputHeld, s.heldSince = true, s.srv.now()
+	}
+	s.ls.wait(s)
 }
 
 // relayFrames parses and forwards the frames in buf and returns how many
@@ -185,20 +208,37 @@ func (s *session) writeToVM(p []byte) bool {
 		s.toVM += int64(len(p))
 		_, _ = s.vm.Write(p)
 	}
+	s.lastActive = s.srv.now()
 	// A failed write closes the VM socket synchronously, inside Write.
-	return s.state == stRelaying && s.vm != nil
+	if s.state != stRelaying || s.vm == nil {
+		return false
+	}
+	// The hard cap on what waits for the VM, whatever the marks did.
+	if max := s.srv.cfg.MaxBuffered; max > 0 && s.vm.OutboundBuffered() > max {
+		s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "VNC server is not reading")
+		return false
+	}
+	return true
 }
 
 // onControl answers ping, notes pong, and completes the close handshake.
 func (s *session) onControl(op ws.OpCode, p []byte) {
 	switch op {
 	case ws.OpPing:
+		// A pong is queued like data and counts against the same cap: a
+		// browser that pings and never reads must not grow our memory.
+		if max := s.srv.cfg.MaxBuffered; max > 0 && s.browser.c.OutboundBuffered() > max {
+			s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "browser is not reading")
+			return
+		}
 		bb := bytebufferpool.Get()
 		bb.B = wsframe.AppendFrame(bb.B[:0], true, ws.OpPong, p)
 		s.browser.write(bb.B)
 		bytebufferpool.Put(bb)
 	case ws.OpPong:
-		// Any byte from the browser already proved it alive (onBrowserTraffic).
+		// Only a pong proves the browser reads what we send (our ping went
+		// out behind everything queued before it).
+		s.pingSent, s.lastPong = 0, s.srv.now()
 	case ws.OpClose:
 		code, reason, err := wsframe.ParseClose(p)
 		if err != nil {
@@ -212,25 +252,30 @@ func (s *session) onControl(op ws.OpCode, p []byte) {
 	}
 }
 
-// relayFromVM wraps everything the VM sent since the last read into one
-// frame: the header and gnet's read buffer go out in one writev, so the
-// payload is never copied by us (gnet copies only what the socket refuses).
+// relayFromVM wraps what the VM sent into binary frames of at most
+// ChunkSize: each header and its piece of gnet's read buffer go out in one
+// writev, so the payload is never copied by us (gnet copies only what the
+// socket refuses), and a backlog (after a park) never becomes one huge
+// frame or one huge copy across the ring's wrap point.
 func (s *session) relayFromVM(c gnet.Conn) gnet.Action {
-	buf, _ := c.Peek(-1)
-	if len(buf) == 0 {
-		return gnet.None
+	chunk := s.srv.cfg.ChunkSize
+	for {
+		n := c.InboundBuffered()
+		if n == 0 {
+			break
+		}
+		buf, _ := c.Peek(min(n, chunk))
+		s.writeToBrowser(buf)
+		_, _ = c.Discard(len(buf))
+		if s.state != stRelaying || s.browser.c == nil {
+			return gnet.None // the browser write failed; the session is ending
+		}
+		if max := s.srv.cfg.MaxBuffered; max > 0 && s.browser.c.OutboundBuffered() > max {
+			s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "browser is not reading")
+			return gnet.None
+		}
 	}
-	s.writeToBrowser(buf)
-	_, _ = c.Discard(len(buf))
-	if s.state != stRelaying || s.browser.c == nil {
-		return gnet.None // the browser write failed; the session is ending
-	}
-	queued := s.browser.c.OutboundBuffered()
-	if max := s.srv.cfg.MaxBuffered; max > 0 && queued > max {
-		s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "browser is not reading")
-		return gnet.None
-	}
-	if queued <= s.srv.tune.highWater || c.OutboundBuffered() > 0 {
+	if s.browser.c.OutboundBuffered() <= s.srv.tune.highWater || c.OutboundBuffered() > 0 {
 		return gnet.None // below the mark, or parking would drop bytes queued for the VM
 	}
 	return s.park(c, &s.vmPark)
@@ -249,4 +294,15 @@ func (s *session) writeToBrowser(p []byte) {
 		s.browser.writev(s.hdr[:n], p)
 	}
 	s.toBrowser += int64(len(p))
+	s.lastActive = s.srv.now()
+}
+
+// writeChunked sends a held backlog to the browser in frames of at most
+// ChunkSize.
+func (s *session) writeChunked(p []byte) {
+	for len(p) > 0 && s.browser.c != nil {
+		n := min(len(p), s.srv.cfg.ChunkSize)
+		s.writeToBrowser(p[:n])
+		p = p[n:]
+	}
 }

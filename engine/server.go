@@ -33,7 +33,20 @@ type Server struct {
 	site    atomic.Pointer[webroot.Site]
 	met     *serverMetrics
 	limits  *capacity
-	listen  string // resolved listen address (a port 0 becomes a free port)
+	addr    atomic.Pointer[string] // the bound listen address, once Serve has bound it
+	ln      *listener
+
+	// Admission (limits.go, listen.go): descriptors, connections still in
+	// their handshake (overall, and per client in clients), per-client
+	// sessions and upgrade rate.
+	fds           fdBudget
+	handshakes    atomic.Int64
+	maxHandshakes int
+	clients       *clientLimits
+	enrolls       chan pendingEnroll
+	acceptLog     sampledLog // accept and enroll failures
+	shedLog       sampledLog // connections refused at accept
+	rejectLog     sampledLog // requests refused before an upgrade
 
 	tune tuning // values derived from cfg, once
 	// strict makes an illegal session transition panic: set under go test,
@@ -57,6 +70,7 @@ type Server struct {
 	draining atomic.Bool
 	engMu    sync.Mutex
 	eng      gnet.Engine
+	client   *gnet.Client
 	admin    *http.Server
 	adminLn  net.Listener
 
@@ -80,25 +94,26 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine config: %w", err)
 	}
-	listen, err := resolveListen(cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("engine config: listen: %w", err)
-	}
 	s := &Server{
-		cfg:      cfg,
-		router:   cfg.Router,
-		origins:  origins,
-		proxies:  proxies,
-		met:      newServerMetrics(),
-		limits:   newCapacity(cfg.MaxSessions, cfg.MaxSessionsPerVM),
-		listen:   listen,
-		epoch:    time.Now(),
-		tune:     newTuning(&cfg),
-		strict:   testing.Testing(),
-		setups:   make(chan struct{}, cfg.MaxPendingSetups),
-		pollWake: make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		served:   make(chan struct{}),
+		cfg:       cfg,
+		router:    cfg.Router,
+		origins:   origins,
+		proxies:   proxies,
+		met:       newServerMetrics(),
+		limits:    newCapacity(cfg.MaxSessions, cfg.MaxSessionsPerVM),
+		fds:       newFDBudget(cfg.FDReserve),
+		clients:   newClientLimits(&cfg),
+		enrolls:   make(chan pendingEnroll, 4096),
+		acceptLog: newSampledLog(),
+		shedLog:   newSampledLog(),
+		rejectLog: newSampledLog(),
+		epoch:     time.Now(),
+		tune:      newTuning(&cfg),
+		strict:    testing.Testing(),
+		setups:    make(chan struct{}, cfg.MaxPendingSetups),
+		pollWake:  make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		served:    make(chan struct{}),
 	}
 	base := cfg.Logger
 	if base == nil {
@@ -113,6 +128,15 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.site.Store(site)
 	}
+	s.maxHandshakes = cfg.MaxHandshakes
+	if s.maxHandshakes == 0 {
+		// A quarter of the descriptors: handshakes are short, and the rest
+		// stays for sessions, which need two each.
+		s.maxHandshakes = int(max(s.fds.limit/4, 1))
+	}
+	s.met.set.NewGauge("vncedge_handshakes_active", func() float64 { return float64(s.handshakes.Load()) })
+	s.met.set.NewGauge("vncedge_descriptors_used", func() float64 { return float64(s.fds.used.Load()) })
+	s.met.set.NewGauge("vncedge_descriptors_limit", func() float64 { return float64(s.fds.limit) })
 	s.met.set.NewGauge("vncedge_upstreams_active", func() float64 { return float64(s.limits.vms()) })
 	s.met.set.NewGauge("vncedge_draining", func() float64 {
 		if s.draining.Load() {
@@ -123,26 +147,14 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// resolveListen turns a port 0 into a concrete free port: with SO_REUSEPORT
-// every event loop binds its own socket, and they must share one port.
-func resolveListen(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", err
+// Addr is the address WebSocket clients connect to: the bound one once
+// Serve is running (a port 0 is then a real port), else the configured one.
+func (s *Server) Addr() string {
+	if a := s.addr.Load(); a != nil {
+		return *a
 	}
-	if port != "0" {
-		return addr, nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)), nil
+	return s.cfg.Listen
 }
-
-// Addr is the address WebSocket clients connect to.
-func (s *Server) Addr() string { return s.listen }
 
 // AdminAddr is the admin listener's address, or "" when it is off.
 func (s *Server) AdminAddr() string {
@@ -155,18 +167,26 @@ func (s *Server) AdminAddr() string {
 // now is the coarse clock: nanoseconds since the server started.
 func (s *Server) now() int64 { return s.clock.Load() }
 
-// Serve runs the proxy until Shutdown completes or the engine fails.
+// Serve runs the proxy until Shutdown completes.
 func (s *Server) Serve() error {
 	defer close(s.served)
+	ln, err := s.listen(s.cfg.Listen)
+	if err != nil {
+		s.stopOnce.Do(func() { close(s.stop) })
+		return fmt.Errorf("listen: %w", err)
+	}
+	addr := ln.ln.Addr().String()
+	s.addr.Store(&addr)
+	s.ln = ln
 	if s.cfg.Admin != "" {
 		if err := s.startAdmin(); err != nil {
+			_ = ln.ln.Close()
+			s.stopOnce.Do(func() { close(s.stop) })
 			return err
 		}
 	}
-	go s.pollLoop()
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
-		gnet.WithReusePort(true),
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithReadBufferCap(s.cfg.ReadBufferCap),
@@ -175,9 +195,30 @@ func (s *Server) Serve() error {
 	if s.cfg.Loops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(s.cfg.Loops))
 	}
-	s.log.Info("vncedge listening", "listen", s.listen, "admin", s.AdminAddr())
-	err := gnet.Run(&handler{s}, "tcp://"+s.listen, opts...)
-	s.stopOnce.Do(func() { close(s.stop) })
+	// gnet's client engine: event loops and nothing else. The listener is
+	// ours (listen.go), so no accept error can stop the loops.
+	cli, err := gnet.NewClient(&handler{s}, opts...)
+	if err == nil {
+		err = cli.Start()
+	}
+	if err != nil {
+		_ = ln.ln.Close()
+		s.stopOnce.Do(func() { close(s.stop) })
+		return fmt.Errorf("gnet: %w", err)
+	}
+	s.engMu.Lock()
+	s.client = cli
+	s.engMu.Unlock()
+	go s.pollLoop()
+	for range enrollWorkers {
+		go s.enrollAccepted(cli)
+	}
+	go ln.run()
+	s.log.Info("vncedge listening", "listen", addr, "admin", s.AdminAddr(),
+		"descriptor_budget", s.fds.limit, "max_handshakes", s.maxHandshakes)
+	<-s.stop
+	_ = ln.ln.Close()
+	err = cli.Stop()
 	if s.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.admin.Shutdown(ctx)
@@ -229,18 +270,12 @@ func (s *Server) shutdown(ctx context.Context) error {
 	if s.cfg.DrainTimeout > 0 {
 		s.waitFor(ctx, s.cfg.DrainTimeout, func() bool { return s.limits.sessions() == 0 })
 	}
-	s.forEachLoop(func(ls *loopState) { _ = ls.el.Execute(context.Background(), gnet.RunnableFunc(ls.closeAll)) })
+	s.forEachLoop(func(ls *loopState) { _ = ls.el.Execute(context.Background(), ls.closeAllRunnable) })
 	s.waitFor(ctx, s.cfg.CloseLinger, func() bool { return s.met.connectionsOpen.Get() == 0 })
 
-	s.engMu.Lock()
-	eng := s.eng
-	s.engMu.Unlock()
+	s.stopOnce.Do(func() { close(s.stop) })
 	if !s.booted.Load() {
-		s.stopOnce.Do(func() { close(s.stop) })
 		return nil
-	}
-	if err := eng.Stop(ctx); err != nil {
-		return fmt.Errorf("stop engine: %w", err)
 	}
 	select {
 	case <-s.served:

@@ -138,7 +138,7 @@ func (s *session) deadline() (at int64, expire func()) {
 			if s.browser.c != nil {
 				_ = s.browser.c.Close()
 			} else {
-				s.finish() // a parked browser socket never came back
+				s.finish() // a parked browser socket never came back, or the VM never drained
 			}
 		}
 	}
@@ -205,19 +205,22 @@ type session struct {
 	hdr [wsframe.MaxHeaderSize]byte
 
 	lastRecv   int64 // last byte from the browser
-	lastActive int64 // last byte either way
+	lastActive int64 // last RFB payload either way (control frames do not count)
+	lastPong   int64 // last pong, or when relaying began
 	pingSent   int64 // when an unanswered ping went out; 0 when none
 
 	toVM, toBrowser           int64 // bytes relayed, payload only
 	flushedVM, flushedBrowser int64 // part of the above already added to metrics
 
-	inputHeld bool // browser input left unread because the VM is not reading
+	inputHeld bool  // browser input left unread because the VM is not reading
+	heldSince int64 // when inputHeld was set
 
 	// The VM ended while the browser socket was parked: what it sent last
 	// and how it ended wait for the browser socket to come back.
 	vmEnded   bool
 	vmEndErr  error
 	vmPending *bytebufferpool.ByteBuffer
+	vmDrainBy int64 // closing: the VM socket takes its last bytes until then; 0 when not draining
 
 	code   ws.StatusCode
 	why    closeReason
@@ -236,7 +239,8 @@ func newSession(h *httpConn, info upgradeInfo, mode wireMode, resp *bytebufferpo
 		upgradeResp: resp, mode: mode, route: info.route,
 		browserPark: park{fd: -1}, vmPark: park{fd: -1},
 	}
-	s.slots.session = true
+	moveConnSlots(&s.slots, &h.slots)
+	s.slots.session, s.slots.client = true, info.clientKey
 	s.browserRef = connRef{s: s}
 	s.vmRef = connRef{s: s, vm: true}
 	s.browser.c.SetContext(&s.browserRef)
@@ -250,11 +254,9 @@ func (s *session) onBrowserTraffic(c gnet.Conn) gnet.Action {
 	if c != s.browser.c {
 		return gnet.Close // a stale socket; should not happen
 	}
-	now := s.srv.now()
-	s.lastRecv, s.pingSent = now, 0
+	s.lastRecv = s.srv.now()
 	switch s.state {
 	case stRelaying:
-		s.lastActive = now
 		return s.relayFromBrowser(c)
 	case stResolving, stDialing:
 		return s.holdInput(c)
@@ -280,11 +282,14 @@ func (s *session) holdInput(c gnet.Conn) gnet.Action {
 
 // onVMTraffic handles bytes from the VM.
 func (s *session) onVMTraffic(c gnet.Conn) gnet.Action {
+	if c == s.vm && s.vmDrainBy > 0 {
+		_, _ = c.Discard(-1) // closing: the VM's last words have nowhere to go
+		return gnet.None
+	}
 	if c != s.vm || s.state != stRelaying {
 		_, _ = c.Discard(-1)
 		return gnet.Close
 	}
-	s.lastActive = s.srv.now()
 	if s.browser.c == nil {
 		// The browser socket is parked: keep the VM's bytes in gnet's
 		// buffer and bring the browser back now, not at the low-water mark.
@@ -321,8 +326,9 @@ func (s *session) startRelay() {
 	if !s.to(stRelaying) {
 		return
 	}
+	s.srv.endHandshake(&s.slots)
 	now := s.srv.now()
-	s.lastActive, s.lastRecv = now, now
+	s.lastActive, s.lastRecv, s.lastPong = now, now, now
 	s.sendUpgradeResponse()
 	s.srv.met.sessionsOpened.Inc()
 	s.srv.log.LogAttrs(context.Background(), slog.LevelInfo, "session open",
@@ -365,6 +371,9 @@ func (s *session) onBrowserClose(c gnet.Conn) {
 		if s.state < stRelaying {
 			s.srv.met.upgradesFailed[rejectBrowserGone].Inc()
 		}
+	}
+	if s.state == stClosing && s.vmDrainBy > 0 {
+		return // pollVMDrain finishes once the VM has its last bytes
 	}
 	s.finish()
 }
@@ -432,10 +441,12 @@ func (s *session) flushCounters() {
 func (s *session) pollWaiting() bool {
 	switch s.state {
 	case stClosing:
-		if s.browser.c == nil {
-			return false
+		now := s.srv.now()
+		wait := s.pollVMDrain(now)
+		if s.browser.c != nil && s.browser.pollClose(now, s.srv.cfg.CloseGrace) {
+			wait = true
 		}
-		return s.browser.pollClose(s.srv.now(), s.srv.cfg.CloseGrace)
+		return wait
 	case stRelaying:
 		return s.pollBackpressure()
 	}
@@ -450,11 +461,15 @@ func (s *session) checkRelaying(now int64) {
 		s.closeWith(ws.StatusGoingAway, reasonIdleTimeout, "idle timeout")
 		return
 	}
-	if cfg.PingInterval <= 0 || s.inputHeld || s.browser.c == nil {
-		return // a parked browser is not read, so its pongs could not count
+	s.checkParks(now)
+	if s.state != stRelaying || cfg.PingInterval <= 0 || s.inputHeld || s.browser.c == nil {
+		return // unread browser input would hide a pong: the park checks cover it
 	}
+	// A ping goes out every PingInterval after the last pong, however
+	// busy the session: only a pong (not any byte) shows that the browser
+	// reads, and a browser that sends but never reads must be reaped.
 	if s.pingSent == 0 {
-		if now-s.lastRecv >= int64(cfg.PingInterval) {
+		if now-s.lastPong >= int64(cfg.PingInterval) {
 			s.pingSent = now
 			s.browser.write(pingFrame)
 		}
@@ -465,3 +480,5 @@ func (s *session) checkRelaying(now int64) {
 
 // pingFrame is an empty server ping; immutable, shared by all sessions.
 var pingFrame = wsframe.AppendFrame(nil, true, ws.OpPing, nil)
+
+func (s *session) browserSocket() gnet.Conn { return s.browser.c }

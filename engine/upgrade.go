@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 
 	"github.com/gobwas/ws"
 
@@ -13,21 +14,26 @@ import (
 
 // upgradeInfo collects what gobwas/ws's hooks see during one upgrade.
 type upgradeInfo struct {
-	route   routing.Route
-	host    string
-	origin  string
-	xff     string // X-Forwarded-For, all lines joined
-	reject  rejectReason
-	counted bool // a global session slot was taken
+	route     routing.Route
+	host      string
+	origin    string
+	xff       string     // X-Forwarded-For, all lines joined
+	xffDone   bool       // xff was applied to client
+	client    string     // the client's address as logged (after a trusted X-Forwarded-For)
+	clientKey netip.Addr // the address per-client limits count against; invalid when none
+	reject    rejectReason
+	counted   bool // a global session slot and one of the client's were taken
 }
 
 // checkUpgrade validates one complete request head as a WebSocket upgrade
 // with gobwas/ws and writes the response it calls for to resp: the 101 on
 // success (which the caller holds back), else the error status. On success
-// a global session slot is held (info.counted). It touches no socket, so
-// the fuzz target drives it directly.
-func (srv *Server) checkUpgrade(head []byte, resp io.Writer) (upgradeInfo, ws.Handshake, error) {
-	info := upgradeInfo{reject: rejectBadRequest}
+// a global session slot and one of the client's are held (info.counted).
+// remote and key are the connection's client address so far (a PROXY
+// header may have named it); a trusted X-Forwarded-For can refine both.
+// It touches no socket, so the fuzz target drives it directly.
+func (srv *Server) checkUpgrade(head []byte, resp io.Writer, remote string, key netip.Addr) (upgradeInfo, ws.Handshake, error) {
+	info := upgradeInfo{reject: rejectBadRequest, client: remote, clientKey: key}
 	u := ws.Upgrader{
 		ProtocolCustom: selectProtocol,
 		OnRequest: func(uri []byte) error {
@@ -58,14 +64,23 @@ func (srv *Server) checkUpgrade(head []byte, resp io.Writer) (upgradeInfo, ws.Ha
 			return nil
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			info.resolveClient(srv)
 			switch {
 			case !srv.origins.allow(info.origin, info.host):
 				info.reject = rejectOrigin
 			case srv.draining.Load():
 				info.reject = rejectDraining
-			case !srv.limits.acquireSession():
-				info.reject = rejectCapacity
 			default:
+				ok, why := srv.clients.admitUpgrade(info.clientKey)
+				if !ok {
+					info.reject = why
+					break
+				}
+				if !srv.limits.acquireSession() {
+					srv.clients.releaseSession(info.clientKey)
+					info.reject = rejectCapacity
+					break
+				}
 				info.counted = true
 				return nil, nil
 			}
@@ -77,10 +92,12 @@ func (srv *Server) checkUpgrade(head []byte, resp io.Writer) (upgradeInfo, ws.Ha
 		io.Reader
 		io.Writer
 	}{bytes.NewReader(head), resp})
+	info.resolveClient(srv) // a rejected request is logged with its real client too
 	if err != nil {
 		if info.counted { // a write error after the capacity check
 			info.counted = false
 			srv.limits.releaseSession()
+			srv.clients.releaseSession(info.clientKey)
 		}
 		var rej *ws.ConnectionRejectedError
 		if errors.As(err, &rej) && info.reject == rejectBadRequest {
@@ -88,6 +105,20 @@ func (srv *Server) checkUpgrade(head []byte, resp io.Writer) (upgradeInfo, ws.Ha
 		}
 	}
 	return info, hs, err
+}
+
+// resolveClient applies a trusted X-Forwarded-For, once.
+func (info *upgradeInfo) resolveClient(srv *Server) {
+	if info.xff == "" || info.xffDone {
+		return
+	}
+	info.xffDone = true
+	if c := srv.proxies.clientAddr(info.client, info.xff); c != info.client {
+		info.client = c
+		if a, err := netip.ParseAddr(c); err == nil {
+			info.clientKey = a
+		}
+	}
 }
 
 // routeStatus is the status and log detail of a routing error.
