@@ -136,6 +136,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(countValue{&e.MaxSessionsPerVM}, "max-sessions-per-upstream", "")
 	fs.Var(sizeValue[int64]{&e.MaxFrame}, "max-frame", "")
 	fs.Var(sizeValue[int]{&e.MaxBuffered}, "max-buffered", "")
+	fs.Var(countValue{&e.MaxSessionsPerIP}, "max-sessions-per-ip", "")
+	fs.Var(rateValue{&e.UpgradeRate, &e.UpgradeBurst}, "max-upgrades-per-ip", "")
+	fs.Var(countValue{&e.MaxHandshakes}, "max-handshakes", "")
+	fs.Var(countValue{&e.MaxHandshakesPerIP}, "max-handshakes-per-ip", "")
 
 	fs.Var(levelValue{&o.logLevel}, "log-level", "")
 	fs.Var(choiceValue{&o.logFormat, []string{"text", "json"}}, "log-format", "")
@@ -346,6 +350,63 @@ func (c countValue) Set(s string) error {
 		return errors.New("negative; use 0 to turn it off")
 	}
 	*c.p = int(v)
+	return nil
+}
+
+// rateValue is a token bucket: "N/s", "N/m" or "N/h", optionally ":BURST"
+// (the bucket's size, default N or 1); "0" turns it off.
+type rateValue struct {
+	perSecond *float64
+	burst     *int
+}
+
+func (r rateValue) String() string {
+	if r.perSecond == nil || *r.perSecond == 0 {
+		return "0"
+	}
+	return formatRate(*r.perSecond, *r.burst)
+}
+
+// formatRate writes a rate the way rateValue reads it.
+func formatRate(perSecond float64, burst int) string {
+	n, unit := perSecond, "s"
+	if n < 1 {
+		n, unit = perSecond*60, "m"
+	}
+	if n < 1 {
+		n, unit = perSecond*3600, "h"
+	}
+	return strconv.FormatFloat(n, 'f', -1, 64) + "/" + unit + ":" + strconv.Itoa(burst)
+}
+
+func (r rateValue) Set(s string) error {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		*r.perSecond, *r.burst = 0, 0
+		return nil
+	}
+	spec, burstText, hasBurst := strings.Cut(s, ":")
+	num, unit, ok := strings.Cut(spec, "/")
+	if !ok {
+		return errors.New(`want N/s, N/m or N/h, optionally :BURST, e.g. "5/s:20"; 0 turns it off`)
+	}
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
+		return errors.New("the rate must be a positive number")
+	}
+	per := map[string]float64{"s": 1, "m": 60, "h": 3600}[unit]
+	if per == 0 {
+		return fmt.Errorf("unit %q: want s, m or h", unit)
+	}
+	burst := max(int(math.Ceil(n)), 1)
+	if hasBurst {
+		b, err := strconv.Atoi(burstText)
+		if err != nil || b < 1 {
+			return errors.New("the burst must be a whole number of at least 1")
+		}
+		burst = b
+	}
+	*r.perSecond, *r.burst = n/per, burst
 	return nil
 }
 

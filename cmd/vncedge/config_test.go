@@ -72,6 +72,12 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--max-frame", "1M"}, func(o options) bool { return o.engine.MaxFrame == 1<<20 }},
 		{[]string{"--max-buffered", "16MiB"}, func(o options) bool { return o.engine.MaxBuffered == 16<<20 }},
 		{[]string{"--max-buffered", "4096"}, func(o options) bool { return o.engine.MaxBuffered == 4096 }},
+		{[]string{"--max-sessions-per-ip", "4"}, func(o options) bool { return o.engine.MaxSessionsPerIP == 4 }},
+		{[]string{"--max-upgrades-per-ip", "10/s"}, func(o options) bool { return o.engine.UpgradeRate == 10 && o.engine.UpgradeBurst == 10 }},
+		{[]string{"--max-upgrades-per-ip", "30/m:5"}, func(o options) bool { return o.engine.UpgradeRate == 0.5 && o.engine.UpgradeBurst == 5 }},
+		{[]string{"--max-upgrades-per-ip", "0"}, func(o options) bool { return o.engine.UpgradeRate == 0 }},
+		{[]string{"--max-handshakes", "1000"}, func(o options) bool { return o.engine.MaxHandshakes == 1000 }},
+		{[]string{"--max-handshakes-per-ip", "0"}, func(o options) bool { return o.engine.MaxHandshakesPerIP == 0 }},
 		{[]string{"--log-level", "debug"}, func(o options) bool { return o.logLevel == slog.LevelDebug }},
 		{[]string{"--log-level", "WARN"}, func(o options) bool { return o.logLevel == slog.LevelWarn }},
 		{[]string{"--log-format", "json"}, func(o options) bool { return o.logFormat == "json" }},
@@ -135,6 +141,11 @@ func TestParseConfigBadValues(t *testing.T) {
 		{[]string{"--max-frame", "16X"}, `--max-frame: unknown unit "X"`},
 		{[]string{"--max-frame", "-1"}, "--max-frame: negative"},
 		{[]string{"--max-buffered", "lots"}, "--max-buffered: not a size"},
+		{[]string{"--max-upgrades-per-ip", "5"}, "--max-upgrades-per-ip: want N/s"},
+		{[]string{"--max-upgrades-per-ip", "5/d"}, `--max-upgrades-per-ip: unit "d"`},
+		{[]string{"--max-upgrades-per-ip", "-5/s"}, "--max-upgrades-per-ip: the rate must be a positive number"},
+		{[]string{"--max-upgrades-per-ip", "5/s:0"}, "--max-upgrades-per-ip: the burst must be"},
+		{[]string{"--max-sessions-per-ip", "-1"}, "--max-sessions-per-ip: negative"},
 		{[]string{"--max-buffered", "99999999999T"}, "--max-buffered: too large"},
 		{[]string{"--max-buffered", "99999999999999999999"}, "--max-buffered: too large"},
 		{[]string{"--allow", ""}, "--allow: empty value"},
@@ -238,6 +249,10 @@ max-sessions: 50000
 max-sessions-per-upstream: 16
 max-frame: 1M
 max-buffered: 16MiB
+max-sessions-per-ip: 8
+max-upgrades-per-ip: 2/s:10
+max-handshakes: 2000
+max-handshakes-per-ip: 16
 log-level: debug
 log-format: json
 `
@@ -260,6 +275,7 @@ func TestParseConfigFile(t *testing.T) {
 	e.HandshakeTimeout, e.ConnectTimeout, e.IdleTimeout = 3*time.Second, 2*time.Second, time.Hour
 	e.PingInterval, e.PongTimeout, e.DrainTimeout = 20*time.Second, 40*time.Second, 2*time.Minute
 	e.MaxSessions, e.MaxSessionsPerVM, e.MaxFrame, e.MaxBuffered = 50000, 16, 1<<20, 16<<20
+	e.MaxSessionsPerIP, e.UpgradeRate, e.UpgradeBurst, e.MaxHandshakes, e.MaxHandshakesPerIP = 8, 2, 10, 2000, 16
 	want.logLevel, want.logFormat = slog.LevelDebug, "json"
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("config file:\n got %+v\nwant %+v", o, want)

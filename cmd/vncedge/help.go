@@ -120,6 +120,17 @@ Limits:
 	opt("--max-buffered BYTES", size(int64(e.MaxBuffered)),
 		"Bytes queued per session and direction before it counts as a slow",
 		"consumer and is closed.")
+	opt("--max-sessions-per-ip N", num(e.MaxSessionsPerIP),
+		"Concurrent sessions from one client address; more get 429. The",
+		"address is the real client's (PROXY protocol, trusted X-Forwarded-For).")
+	opt("--max-upgrades-per-ip RATE", formatRate(e.UpgradeRate, e.UpgradeBurst),
+		"Upgrades from one client address: N/s, N/m or N/h, :BURST the bucket;",
+		"over it 429. 0 turns it off.")
+	opt("--max-handshakes N", "1/4 of the descriptors",
+		"Connections not yet relaying (requests, static files, setups) in all;",
+		"more are refused at once with 503.")
+	opt("--max-handshakes-per-ip N", num(e.MaxHandshakesPerIP),
+		"The same from one client address (the slowloris guard).")
 
 	w(`
 Logging (to stderr):
