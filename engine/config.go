@@ -60,8 +60,22 @@ type Config struct {
 	UpgradeBurst       int     // that bucket's size
 	// MaxHandshakes bounds connections not yet relaying (HTTP requests,
 	// static files, upgrades being set up) overall; past it new connections
-	// are refused at accept. 0 means a quarter of the descriptor budget.
+	// are refused at accept. DefaultConfig makes it a quarter of the
+	// descriptor budget: handshakes are short, and the rest stays for
+	// sessions, which need two descriptors each.
 	MaxHandshakes int
+	// MemoryBudget bounds the bytes queued in all sessions' and connections'
+	// buffers together (what slow or stalled peers make the proxy hold), so
+	// that sessions x MaxBuffered can never take the box down: over it, the
+	// biggest queues are shed first (1008). DefaultConfig makes it a
+	// quarter of the memory this process may use (its cgroup limit, else
+	// the machine's).
+	MemoryBudget int64
+	// MaxStaticQueued bounds the bytes of static-file responses that are
+	// waiting for slow readers, in all; past it static requests get 503.
+	// Each connection has at most one response waiting (pipelined requests
+	// wait for it), so one slow client holds at most one file.
+	MaxStaticQueued int
 	// FDReserve is how many of RLIMIT_NOFILE's descriptors stay out of the
 	// budget for browser and VM sockets (admin clients, files, token
 	// stores); 0 means 5% of the limit, at least 128.
@@ -133,6 +147,9 @@ func DefaultConfig() Config {
 		MaxHandshakesPerIP: 64,
 		UpgradeRate:        5,
 		UpgradeBurst:       20,
+		MaxStaticQueued:    64 << 20,
+		MaxHandshakes:      int(max(descriptorBudget(0)/4, 1)),
+		MemoryBudget:       defaultMemoryBudget(),
 
 		ReadBufferCap:    256 << 10,
 		ChunkSize:        256 << 10,
@@ -170,7 +187,7 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSessions < 0 || c.MaxSessionsPerVM < 0 || c.MaxFrame < 0 || c.MaxBuffered < 0 ||
 		c.MaxSessionsPerIP < 0 || c.MaxHandshakesPerIP < 0 || c.UpgradeRate < 0 || c.UpgradeBurst < 0 ||
-		c.MaxHandshakes < 0 || c.FDReserve < 0 {
+		c.MaxHandshakes < 0 || c.FDReserve < 0 || c.MemoryBudget < 0 || c.MaxStaticQueued < 0 {
 		errs = append(errs, errors.New("limits must not be negative"))
 	}
 	for name, n := range map[string]int{

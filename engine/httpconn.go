@@ -34,6 +34,10 @@ type httpConn struct {
 	proxyDone bool  // the PROXY protocol header was read (--proxy-protocol)
 	closing   bool  // a last response is draining; nothing more is read
 	deadline  int64 // reading: when the request head must be complete
+	// A response not yet written holds back the next pipelined request
+	// (waiting), and its bytes count in Server.staticQueued (queued).
+	waiting bool
+	queued  int64
 }
 
 // newHTTPConn starts tracking a socket the loop just accepted; it holds
@@ -91,6 +95,16 @@ func (h *httpConn) onTraffic(c gnet.Conn) gnet.Action {
 	}
 	maxHead := srv.cfg.MaxHeaderBytes
 	for h.browser.c != nil && !h.closing && c.Context() == h {
+		if h.waiting {
+			// Answer one request at a time: the next waits until the last
+			// response is written, and what a client pipelines meanwhile
+			// is capped (a client that sends and never reads must not
+			// make us queue response after response).
+			if c.InboundBuffered() > pipelineCap(maxHead) {
+				return gnet.Close
+			}
+			return gnet.None
+		}
 		buf, _ := c.Peek(-1)
 		end := headEnd(buf)
 		if end == -2 {
@@ -113,19 +127,31 @@ func (h *httpConn) onTraffic(c gnet.Conn) gnet.Action {
 		site := srv.site.Load()
 		isGet := string(head.method) == http.MethodGet
 		if !head.upgrade && site != nil && (isGet || string(head.method) == http.MethodHead) {
+			_, _ = c.Discard(end)
+			if max := srv.cfg.MaxStaticQueued; max > 0 && srv.staticQueued.Load() > int64(max) {
+				h.reject(rejectStaticBusy, "static responses not yet written exceed MaxStaticQueued")
+				return gnet.None
+			}
 			hdr, body := site.Respond(string(head.method), string(head.target), string(head.ifNoneMatch), head.closeConn)
 			srv.met.staticResponses.Inc()
-			_, _ = c.Discard(end)
 			if body != nil {
 				h.browser.writev(hdr, body)
 			} else {
 				h.browser.write(hdr)
+			}
+			if h.browser.c == nil {
+				return gnet.None // the write failed; gnet closed the socket
 			}
 			if head.closeConn {
 				h.closeAfterResponse()
 				return gnet.None
 			}
 			h.armDeadline() // keep-alive: the next request gets a fresh deadline
+			if c.OutboundBuffered() > 0 {
+				h.waiting = true
+				h.account()
+				h.ls.wait(h)
+			}
 			continue
 		}
 		h.upgrade(c, buf[:end])
@@ -185,10 +211,14 @@ func (h *httpConn) upgrade(c gnet.Conn, head []byte) {
 	info, hs, err := srv.checkUpgrade(head, resp, h.remote, h.clientKey)
 	h.remote, h.clientKey = info.client, info.clientKey
 	if err != nil {
+		detail := info.detail
+		if detail == "" {
+			detail = err.Error()
+		}
 		srv.met.upgradesFailed[info.reject].Inc()
-		srv.log.LogAttrs(context.Background(), slog.LevelInfo, "upgrade rejected",
+		srv.logSampled(&srv.rejectLog, slog.LevelInfo, "upgrade rejected",
 			slog.String("client", h.remote), slog.String("reason", info.reject.String()),
-			slog.String("detail", err.Error()))
+			slog.String("detail", detail))
 		h.browser.write(resp.B)
 		bytebufferpool.Put(resp)
 		h.closeAfterResponse()
@@ -207,7 +237,7 @@ func (h *httpConn) upgrade(c gnet.Conn, head []byte) {
 // these as fast as it likes), and closes the socket once it is written.
 func (h *httpConn) reject(why rejectReason, detail string) {
 	h.srv.met.upgradesFailed[why].Inc()
-	h.srv.logSampled(&h.srv.rejectLog, "request rejected", slog.String("client", h.remote),
+	h.srv.logSampled(&h.srv.rejectLog, slog.LevelInfo, "request rejected", slog.String("client", h.remote),
 		slog.Int("status", why.status()), slog.String("reason", why.String()), slog.String("detail", detail))
 	h.respondError(why.status(), why.public())
 }
@@ -231,6 +261,8 @@ func (h *httpConn) closeAfterResponse() {
 		return
 	}
 	h.closing = true
+	h.waiting = false
+	h.account()
 	now := h.srv.now()
 	if h.browser.startClose(now, now+int64(h.srv.cfg.CloseLinger), h.srv.cfg.CloseGrace) {
 		h.ls.wait(h)
@@ -248,11 +280,43 @@ func (h *httpConn) checkDeadline(now int64) {
 }
 
 func (h *httpConn) pollWaiting() bool {
-	if h.browser.c == nil {
+	c := h.browser.c
+	if c == nil {
 		return false
 	}
-	return h.browser.pollClose(h.srv.now(), h.srv.cfg.CloseGrace)
+	if h.waiting {
+		h.account()
+		if c.OutboundBuffered() > 0 {
+			return true
+		}
+		h.waiting = false
+		if c.InboundBuffered() > 0 {
+			_ = c.Wake(nil) // the requests that were pipelined meanwhile
+		}
+	}
+	if h.closing {
+		h.account()
+		return h.browser.pollClose(h.srv.now(), h.srv.cfg.CloseGrace)
+	}
+	return false
 }
+
+// account keeps Server.staticQueued up to date with what gnet still holds
+// for this socket.
+func (h *httpConn) account() {
+	n := int64(0)
+	if h.browser.c != nil {
+		n = int64(h.browser.c.OutboundBuffered())
+	}
+	if d := n - h.queued; d != 0 {
+		h.srv.staticQueued.Add(d)
+		h.queued = n
+	}
+}
+
+// pipelineCap is how many bytes of pipelined requests a connection may send
+// while its previous response is being written.
+func pipelineCap(maxHead int) int { return 4 * maxHead }
 
 // onClose forgets a socket that is gone.
 func (h *httpConn) onClose(c gnet.Conn) {
@@ -260,6 +324,7 @@ func (h *httpConn) onClose(c gnet.Conn) {
 		return
 	}
 	h.browser.c = nil
+	h.account()
 	h.ls.conns.remove(h)
 	h.srv.releaseSlots(&h.slots)
 	h.srv.met.connectionsOpen.Dec()

@@ -130,25 +130,24 @@ type fdBudget struct {
 	used  atomic.Int64
 }
 
-// newFDBudget derives the budget from the soft RLIMIT_NOFILE (raised to the
-// hard limit first, since Go only raises it on its own for some programs).
+// newFDBudget derives the budget from RLIMIT_NOFILE (Go raises the soft
+// limit to the hard one at start-up).
 func newFDBudget(reserve int) fdBudget {
+	return fdBudget{limit: descriptorBudget(reserve)}
+}
+
+// descriptorBudget is how many descriptors browser and VM sockets may use:
+// the soft RLIMIT_NOFILE less reserve (0: 5% of it, at least 128).
+func descriptorBudget(reserve int) int64 {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return fdBudget{limit: 1 << 20}
-	}
-	if rl.Cur < rl.Max {
-		raised := rl
-		raised.Cur = rl.Max
-		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
-			rl = raised
-		}
+		return 1 << 20
 	}
 	n := int64(rl.Cur)
 	if reserve <= 0 {
 		reserve = int(max(128, n/20))
 	}
-	return fdBudget{limit: max(n-int64(reserve), 16)}
+	return max(n-int64(reserve), 16)
 }
 
 // take counts n more descriptors, or refuses when they would not fit.

@@ -60,7 +60,7 @@ func (l *listener) run() {
 				return
 			}
 			srv.met.acceptErrors.Inc()
-			srv.logSampled(&srv.acceptLog, "accept failed; backing off", slog.String("error", err.Error()),
+			srv.logSampled(&srv.acceptLog, slog.LevelWarn, "accept failed; backing off", slog.String("error", err.Error()),
 				slog.Duration("backoff", max(backoff*2, acceptBackoffMin)))
 			backoff = min(max(backoff*2, acceptBackoffMin), acceptBackoffMax)
 			select {
@@ -109,7 +109,7 @@ func (srv *Server) admit(c *net.TCPConn) {
 	}
 	if why != shedNone {
 		srv.met.connectionsShed[why].Inc()
-		srv.logSampled(&srv.shedLog, "connection refused", slog.String("client", c.RemoteAddr().String()),
+		srv.logSampled(&srv.shedLog, slog.LevelWarn, "connection refused", slog.String("client", c.RemoteAddr().String()),
 			slog.String("reason", why.String()))
 		_ = c.SetWriteDeadline(time.Now())
 		_, _ = c.Write(shedResponse)
@@ -149,7 +149,7 @@ func (srv *Server) enrollFailed(mark *acceptMark, err error) {
 	srv.releaseHandshake()
 	srv.clients.releaseHandshake(mark.peer)
 	srv.met.enrollErrors.Inc()
-	srv.logSampled(&srv.acceptLog, "enroll of an accepted connection failed", slog.String("error", err.Error()))
+	srv.logSampled(&srv.acceptLog, slog.LevelWarn, "enroll of an accepted connection failed", slog.String("error", err.Error()))
 }
 
 func (srv *Server) acquireHandshake() bool {

@@ -107,7 +107,7 @@ func newSampledLog() sampledLog {
 }
 
 // logSampled writes msg through sl's limit.
-func (srv *Server) logSampled(sl *sampledLog, msg string, attrs ...slog.Attr) {
+func (srv *Server) logSampled(sl *sampledLog, level slog.Level, msg string, attrs ...slog.Attr) {
 	if !sl.lim.Allow() {
 		sl.suppressed.Add(1)
 		srv.met.logLinesSampled.Inc()
@@ -116,5 +116,5 @@ func (srv *Server) logSampled(sl *sampledLog, msg string, attrs ...slog.Attr) {
 	if n := sl.suppressed.Swap(0); n > 0 {
 		attrs = append(attrs, slog.Int64("suppressed_since_last", n))
 	}
-	srv.log.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
+	srv.log.LogAttrs(context.Background(), level, msg, attrs...)
 }

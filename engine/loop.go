@@ -19,6 +19,7 @@ type loopState struct {
 	conns    roster[*httpConn]
 	waiting  []waiter
 	pending  atomic.Int32 // len(waiting), readable off the loop
+	queued   atomic.Int64 // bytes gnet held for this loop's sockets at the last sweep (budget.go)
 
 	sweepRunnable    gnet.Runnable
 	pollRunnable     gnet.Runnable
@@ -122,6 +123,7 @@ func (ls *loopState) sweep() {
 	now := ls.srv.now()
 	ls.conns.each(func(h *httpConn) { ls.protect(h, func() { h.checkDeadline(now) }) })
 	ls.sessions.each(func(s *session) { ls.protect(s, func() { s.checkDeadlines(now) }) })
+	ls.enforceBudget(ls.measureQueued())
 }
 
 // protect runs f, some work for one member, so that a panic in it drops

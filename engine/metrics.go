@@ -33,6 +33,7 @@ type serverMetrics struct {
 	acceptErrors    *metrics.Counter
 	enrollErrors    *metrics.Counter
 	logLinesSampled *metrics.Counter
+	budgetSheds     *metrics.Counter
 }
 
 func newServerMetrics() *serverMetrics {
@@ -58,6 +59,7 @@ func newServerMetrics() *serverMetrics {
 		acceptErrors:    s.NewCounter("vncedge_accept_errors_total"),
 		enrollErrors:    s.NewCounter("vncedge_enroll_errors_total"),
 		logLinesSampled: s.NewCounter("vncedge_log_lines_suppressed_total"),
+		budgetSheds:     s.NewCounter("vncedge_memory_budget_sheds_total"),
 	}
 	for r := shedNone + 1; r < numShedReasons; r++ {
 		m.connectionsShed[r] = s.NewCounter(fmt.Sprintf(`vncedge_connections_shed_total{reason=%q}`, r.String()))

@@ -26,6 +26,7 @@ const (
 	reasonTooLarge      // frame over --max-frame (1009)
 	reasonSlowConsumer  // over --max-buffered in either direction
 	reasonShutdown      // drain timeout expired (1001)
+	reasonMemoryBudget  // the process's queued bytes were over MemoryBudget (1008)
 	numCloseReasons
 )
 
@@ -33,7 +34,7 @@ const (
 var closeReasonNames = [numCloseReasons]string{
 	"client_closed", "client_gone", "upstream_closed", "upstream_error", "dial_failed",
 	"idle_timeout", "pong_timeout", "protocol_error", "unsupported_data", "invalid_data",
-	"frame_too_large", "slow_consumer", "shutdown",
+	"frame_too_large", "slow_consumer", "shutdown", "memory_budget",
 }
 
 func (r closeReason) String() string { return closeReasonNames[r] }
@@ -61,6 +62,7 @@ const (
 	rejectClientCap                        // 429 over --max-sessions-per-ip
 	rejectHandshakes                       // 503 over the handshake limits (a PROXY header named a client at its limit)
 	rejectDescriptors                      // 503 the descriptor budget is spent
+	rejectStaticBusy                       // 503 too many static response bytes queued in all
 	numRejectReasons
 )
 
@@ -91,6 +93,7 @@ var rejections = [numRejectReasons]struct {
 	rejectClientCap:    {"client_capacity", http.StatusTooManyRequests, "too many sessions from your address"},
 	rejectHandshakes:   {"handshakes", http.StatusServiceUnavailable, "server too busy"},
 	rejectDescriptors:  {"descriptors", http.StatusServiceUnavailable, "server too busy"},
+	rejectStaticBusy:   {"static_busy", http.StatusServiceUnavailable, "server too busy"},
 }
 
 func (r rejectReason) String() string { return rejections[r].label }

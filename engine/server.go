@@ -43,6 +43,7 @@ type Server struct {
 	handshakes    atomic.Int64
 	maxHandshakes int
 	clients       *clientLimits
+	staticQueued  atomic.Int64 // static response bytes gnet holds for slow readers
 	enrolls       chan pendingEnroll
 	acceptLog     sampledLog // accept and enroll failures
 	shedLog       sampledLog // connections refused at accept
@@ -128,12 +129,8 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.site.Store(site)
 	}
+	s.met.set.NewGauge("vncedge_queued_bytes", func() float64 { return float64(s.queuedTotal()) })
 	s.maxHandshakes = cfg.MaxHandshakes
-	if s.maxHandshakes == 0 {
-		// A quarter of the descriptors: handshakes are short, and the rest
-		// stays for sessions, which need two each.
-		s.maxHandshakes = int(max(s.fds.limit/4, 1))
-	}
 	s.met.set.NewGauge("vncedge_handshakes_active", func() float64 { return float64(s.handshakes.Load()) })
 	s.met.set.NewGauge("vncedge_descriptors_used", func() float64 { return float64(s.fds.used.Load()) })
 	s.met.set.NewGauge("vncedge_descriptors_limit", func() float64 { return float64(s.fds.limit) })

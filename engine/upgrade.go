@@ -22,7 +22,8 @@ type upgradeInfo struct {
 	client    string     // the client's address as logged (after a trusted X-Forwarded-For)
 	clientKey netip.Addr // the address per-client limits count against; invalid when none
 	reject    rejectReason
-	counted   bool // a global session slot and one of the client's were taken
+	detail    string // why, for the log only
+	counted   bool   // a global session slot and one of the client's were taken
 }
 
 // checkUpgrade validates one complete request head as a WebSocket upgrade
@@ -39,10 +40,12 @@ func (srv *Server) checkUpgrade(head []byte, resp io.Writer, remote string, key 
 		OnRequest: func(uri []byte) error {
 			rt, err := srv.router.Classify(uri)
 			if err != nil {
+				// The body says only what the browser may know; the
+				// reason (it can quote the allow-list) goes to the log.
 				var status int
 				info.reject, status = routeReject(err)
-				_, reason := routeStatus(err)
-				return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
+				_, info.detail = routeStatus(err)
+				return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(info.reject.public()))
 			}
 			info.route = rt
 			return nil

@@ -140,6 +140,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(rateValue{&e.UpgradeRate, &e.UpgradeBurst}, "max-upgrades-per-ip", "")
 	fs.Var(countValue{&e.MaxHandshakes}, "max-handshakes", "")
 	fs.Var(countValue{&e.MaxHandshakesPerIP}, "max-handshakes-per-ip", "")
+	fs.Var(sizeValue[int64]{&e.MemoryBudget}, "memory-budget", "")
 
 	fs.Var(levelValue{&o.logLevel}, "log-level", "")
 	fs.Var(choiceValue{&o.logFormat, []string{"text", "json"}}, "log-format", "")

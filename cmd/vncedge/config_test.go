@@ -78,6 +78,7 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--max-upgrades-per-ip", "0"}, func(o options) bool { return o.engine.UpgradeRate == 0 }},
 		{[]string{"--max-handshakes", "1000"}, func(o options) bool { return o.engine.MaxHandshakes == 1000 }},
 		{[]string{"--max-handshakes-per-ip", "0"}, func(o options) bool { return o.engine.MaxHandshakesPerIP == 0 }},
+		{[]string{"--memory-budget", "2G"}, func(o options) bool { return o.engine.MemoryBudget == 2<<30 }},
 		{[]string{"--log-level", "debug"}, func(o options) bool { return o.logLevel == slog.LevelDebug }},
 		{[]string{"--log-level", "WARN"}, func(o options) bool { return o.logLevel == slog.LevelWarn }},
 		{[]string{"--log-format", "json"}, func(o options) bool { return o.logFormat == "json" }},
@@ -253,6 +254,7 @@ max-sessions-per-ip: 8
 max-upgrades-per-ip: 2/s:10
 max-handshakes: 2000
 max-handshakes-per-ip: 16
+memory-budget: 1G
 log-level: debug
 log-format: json
 `
@@ -276,6 +278,7 @@ func TestParseConfigFile(t *testing.T) {
 	e.PingInterval, e.PongTimeout, e.DrainTimeout = 20*time.Second, 40*time.Second, 2*time.Minute
 	e.MaxSessions, e.MaxSessionsPerVM, e.MaxFrame, e.MaxBuffered = 50000, 16, 1<<20, 16<<20
 	e.MaxSessionsPerIP, e.UpgradeRate, e.UpgradeBurst, e.MaxHandshakes, e.MaxHandshakesPerIP = 8, 2, 10, 2000, 16
+	e.MemoryBudget = 1 << 30
 	want.logLevel, want.logFormat = slog.LevelDebug, "json"
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("config file:\n got %+v\nwant %+v", o, want)

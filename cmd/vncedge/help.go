@@ -126,11 +126,14 @@ Limits:
 	opt("--max-upgrades-per-ip RATE", formatRate(e.UpgradeRate, e.UpgradeBurst),
 		"Upgrades from one client address: N/s, N/m or N/h, :BURST the bucket;",
 		"over it 429. 0 turns it off.")
-	opt("--max-handshakes N", "1/4 of the descriptors",
+	opt("--max-handshakes N", num(e.MaxHandshakes)+" (1/4 of the descriptors)",
 		"Connections not yet relaying (requests, static files, setups) in all;",
 		"more are refused at once with 503.")
 	opt("--max-handshakes-per-ip N", num(e.MaxHandshakesPerIP),
 		"The same from one client address (the slowloris guard).")
+	opt("--memory-budget BYTES", size(e.MemoryBudget)+" (1/4 of memory)",
+		"Bytes queued for slow or stalled peers in all sessions together; over",
+		"it the biggest queues are closed first (1008).")
 
 	w(`
 Logging (to stderr):
