@@ -277,7 +277,14 @@ func (s *session) browserResumed(c gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	s.browser.c = c
-	s.inputHeld = false
+	// Back because the VM had bytes for it, maybe: its input still waits
+	// until the VM has taken its backlog (the low mark), else every VM
+	// read would let another read's worth of upload in.
+	s.inputHeld = s.vm != nil && s.vm.OutboundBuffered() > s.srv.tune.lowWater
+	if s.inputHeld {
+		s.heldSince = s.srv.now()
+		s.ls.wait(s)
+	}
 	s.lastRecv = s.srv.now()
 	s.deliverVMEnd()
 	if s.state == stRelaying && s.vm != nil && s.vm.InboundBuffered() > 0 {

@@ -40,6 +40,9 @@ func (s *session) relayFromBrowser(c gnet.Conn) gnet.Action {
 		}
 		switch q := vm.OutboundBuffered(); {
 		case s.inputHeld && q > low:
+			if c.InboundBuffered() == 0 && c.OutboundBuffered() == 0 {
+				return s.park(c, &s.browserPark) // nothing to lose: stop reading it
+			}
 			return s.holdInput(c) // pollBackpressure wakes us below the low mark
 		case q > high:
 			if c.InboundBuffered() == 0 && c.OutboundBuffered() == 0 {
