@@ -1,0 +1,135 @@
+package rfb
+
+// Version is an RFB protocol version as carried by the ProtocolVersion message (RFC 6143 7.1.1).
+type Version struct {
+	Major, Minor uint16
+}
+
+// The three versions RFC 6143 defines. Every other version a peer announces is mapped to one of
+// them by NegotiateServer and NegotiateClient.
+var (
+	V33 = Version{3, 3}
+	V37 = Version{3, 7}
+	V38 = Version{3, 8}
+)
+
+// VersionLen is the length of a ProtocolVersion message: "RFB xxx.yyy\n".
+const VersionLen = 12
+
+// versionTemplate marks, per byte of a ProtocolVersion message, the literal byte expected there
+// or 'd' for a decimal digit.
+const versionTemplate = "RFB ddd.ddd\n"
+
+// String gives "3.8".
+func (v Version) String() string {
+	return itoa(int(v.Major)) + "." + itoa(int(v.Minor))
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [6]byte
+	i := len(b)
+	for n > 0 && i > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// Less reports whether v is an earlier version than w.
+func (v Version) Less(w Version) bool {
+	return v.Major < w.Major || v.Major == w.Major && v.Minor < w.Minor
+}
+
+// AppendVersion appends the ProtocolVersion message of v ("RFB 003.008\n") to dst. Each number
+// is written as three digits, modulo 1000.
+func AppendVersion(dst []byte, v Version) []byte {
+	maj, mnr := v.Major%1000, v.Minor%1000
+	return append(dst, 'R', 'F', 'B', ' ',
+		byte('0'+maj/100), byte('0'+maj/10%10), byte('0'+maj%10), '.',
+		byte('0'+mnr/100), byte('0'+mnr/10%10), byte('0'+mnr%10), '\n')
+}
+
+// CheckVersionPrefix reports whether b could be the start of a ProtocolVersion message. It lets
+// a handshake reject a peer that does not speak RFB at its first wrong byte, without waiting for
+// twelve bytes that may never come. Only the first VersionLen bytes of b are looked at.
+func CheckVersionPrefix(b []byte) bool {
+	for i := 0; i < len(b) && i < VersionLen; i++ {
+		if !versionByteOK(i, b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func versionByteOK(i int, c byte) bool {
+	if t := versionTemplate[i]; t != 'd' {
+		return c == t
+	}
+	return c >= '0' && c <= '9'
+}
+
+// ParseVersion parses the ProtocolVersion message at the start of b. It returns the version and
+// the bytes used (VersionLen). With fewer than VersionLen bytes that could still be one it
+// returns ErrShort and n = VersionLen. Bytes that cannot be one give a *HandshakeError wrapping
+// ErrNotRFB, as soon as the first wrong byte is seen. It does not judge the version itself: see
+// NegotiateServer and NegotiateClient.
+func ParseVersion(b []byte) (v Version, n int, err error) {
+	if !CheckVersionPrefix(b) {
+		return Version{}, 0, notRFB("", b)
+	}
+	if len(b) < VersionLen {
+		return Version{}, VersionLen, ErrShort
+	}
+	return Version{Major: digits3(b[4:7]), Minor: digits3(b[8:11])}, VersionLen, nil
+}
+
+func digits3(b []byte) uint16 {
+	return uint16(b[0]-'0')*100 + uint16(b[1]-'0')*10 + uint16(b[2]-'0')
+}
+
+func notRFB(peer string, b []byte) error {
+	return &HandshakeError{Err: ErrNotRFB, Peer: peer, Got: append([]byte(nil), b[:min(len(b), VersionLen)]...)}
+}
+
+// NegotiateServer gives the version a client speaks to a server that announced server, or a
+// *HandshakeError wrapping ErrUnsupportedVersion. The rules follow what TigerVNC and noVNC do
+// with the versions seen in the field:
+//   - 3.3 to 3.6 speak 3.3 (UltraVNC announces 3.4 or 3.6 and implements 3.3's handshake;
+//     RFC 6143 7.1.1 says to treat unknown versions as 3.3);
+//   - 3.7 speaks 3.7;
+//   - 3.8 and above speak 3.8: Apple's 3.889 and RealVNC's and Intel AMT's 4.x and 5.x servers
+//     accept a 3.8 client;
+//   - below 3.3 (including 000.000, the UltraVNC repeater's greeting) is refused.
+func NegotiateServer(server Version) (Version, error) {
+	switch {
+	case server.Major > 3:
+		return V38, nil
+	case server.Major < 3 || server.Minor < 3:
+		return Version{}, &HandshakeError{Err: ErrUnsupportedVersion, Peer: "server", Version: server}
+	case server.Minor >= 8:
+		return V38, nil
+	case server.Minor == 7:
+		return V37, nil
+	}
+	return V33, nil
+}
+
+// NegotiateClient gives the version a server that announced 3.8 speaks with a client that
+// answered client, or a *HandshakeError wrapping ErrUnsupportedVersion. A client must answer
+// with major version 3 (as TigerVNC's server requires); a minor version of 8 or more is 3.8, 7 is
+// 3.7, anything else is 3.3 (RFC 6143 7.1.1).
+func NegotiateClient(client Version) (Version, error) {
+	switch {
+	case client.Major != 3:
+		return Version{}, &HandshakeError{Err: ErrUnsupportedVersion, Peer: "client", Version: client}
+	case client.Minor >= 8:
+		return V38, nil
+	case client.Minor == 7:
+		return V37, nil
+	}
+	return V33, nil
+}
