@@ -25,9 +25,8 @@
 // CheckVersionPrefix and AppendVersion into a buffer with room, ParseSecurityTypes,
 // ParseSecurityType33, ParseReason, ParseSecurityResult, ParseVeNCryptSubtypes, ParseClientInit,
 // ForceShared, GetPixelFormat, PixelFormat.Put and Pixel, FBSDecoder.Next, AppendFBSBlockHead,
-// AppendFBSBlockTail and AppendFBSBlock into a buffer with room, VMHandshake.Feed and
-// BrowserHandshake.Feed (VMHandshake.Feed when the VM uses security type None: VNC
-// Authentication runs crypto/des), and their AppendOutput into a buffer with room.
-// VNC Authentication (crypto/des), ParseServerInit (the name string) and errors allocate; they
-// happen once per connection.
+// AppendFBSBlockTail and AppendFBSBlock into a buffer with room, BrowserHandshake.Feed (both
+// modes), VMHandshake.Feed with a VM using security type None, and both machines' AppendOutput
+// into a buffer with room. VNC Authentication (crypto/des), ParseServerInit (the name string)
+// and errors allocate; they happen once per connection.
 package rfb
