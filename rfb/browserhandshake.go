@@ -71,12 +71,9 @@ func (h *BrowserHandshake) Feed(in []byte) (n int, err error) {
 func (h *BrowserHandshake) step(in []byte) (int, error) {
 	switch h.st {
 	case brVersion:
-		k, full := h.g.fill(in, VersionLen)
-		if !CheckVersionPrefix(h.g.b[:h.g.have]) {
-			return k, notRFB("client", h.g.b[:h.g.have])
-		}
-		if !full {
-			return k, nil
+		k, full, err := h.g.fillVersion(in, "client")
+		if err != nil || !full {
+			return k, err
 		}
 		client, _, _ := ParseVersion(h.g.b[:VersionLen])
 		h.g.reset()

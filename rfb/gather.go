@@ -18,6 +18,19 @@ func (g *gatherBuf) fill(in []byte, want int) (n int, full bool) {
 	return n, int(g.have) == want
 }
 
+// fillVersion gathers a ProtocolVersion message and fails at its first byte that cannot be one.
+// The error shows the bytes gathered and those of in after them, up to VersionLen, so that
+// guessProtocol has more than one byte to go on.
+func (g *gatherBuf) fillVersion(in []byte, peer string) (n int, full bool, err error) {
+	before := g.have
+	n, full = g.fill(in, VersionLen)
+	if !CheckVersionPrefix(g.b[:g.have]) {
+		got := append(append([]byte(nil), g.b[:before]...), in[:min(len(in), VersionLen-int(before))]...)
+		return n, false, notRFB(peer, got)
+	}
+	return n, full, nil
+}
+
 func (g *gatherBuf) reset() { g.have = 0 }
 
 func (g *gatherBuf) u32() uint32 { return binary.BigEndian.Uint32(g.b[:4]) }

@@ -108,6 +108,9 @@ func (h *VMHandshake) Feed(in []byte) (n int, err error) {
 			return n, err
 		}
 	}
+	if h.st == vmDone {
+		h.key = [VNCAuthKeyLen]byte{}
+	}
 	return n, nil
 }
 
@@ -115,12 +118,9 @@ func (h *VMHandshake) Feed(in []byte) (n int, err error) {
 func (h *VMHandshake) step(in []byte) (int, error) {
 	switch h.st {
 	case vmVersion:
-		k, full := h.g.fill(in, VersionLen)
-		if !CheckVersionPrefix(h.g.b[:h.g.have]) {
-			return k, notRFB("server", h.g.b[:h.g.have])
-		}
-		if !full {
-			return k, nil
+		k, full, err := h.g.fillVersion(in, "server")
+		if err != nil || !full {
+			return k, err
 		}
 		server, _, _ := ParseVersion(h.g.b[:VersionLen])
 		v, err := NegotiateServer(server)
