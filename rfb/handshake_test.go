@@ -223,6 +223,8 @@ func TestVMHandshakeErrors(t *testing.T) {
 		{name: "VeNCrypt nack", in: v38 + "\x01\x13\x00\x02\x01", want: ErrVeNCrypt},
 		{name: "VeNCrypt TLS only", password: "pw", in: v38 + "\x01\x13\x00\x02\x00\x02" + u32(VeNCryptTLSVnc) + u32(VeNCryptX509Vnc),
 			want: ErrNoUsableType, detail: "TLS, which is not enabled", errText: "TLSVnc (258), X509Vnc (261)"},
+		{name: "VeNCrypt anonymous TLS", password: "pw", in: v38 + "\x01\x13\x00\x02\x00\x01" + u32(VeNCryptTLSVnc),
+			want: ErrNoUsableType, detail: "anonymous TLS"},
 		{name: "VeNCrypt empty", in: v38 + "\x01\x13\x00\x02\x00\x00", want: ErrNoUsableType},
 		{name: "VeNCrypt no password", in: v38 + "\x01\x13\x00\x02\x00\x01" + u32(VeNCryptVNCAuth), want: ErrNoUsableType, detail: "none is configured"},
 	} {

@@ -45,6 +45,7 @@ const (
 	seenVNCAuth
 	seenX509None
 	seenX509Vnc
+	seenAnonTLS // TLSNone, TLSVnc, TLSPlain: anonymous DH, which crypto/tls lacks
 )
 
 // maxKeptSubtypes is how many offered VeNCrypt sub-types an error lists.
@@ -282,6 +283,8 @@ func (h *VMHandshake) step(in []byte) (int, error) {
 			h.subSeen |= seenX509None
 		case VeNCryptX509Vnc:
 			h.subSeen |= seenX509Vnc
+		case VeNCryptTLSNone, VeNCryptTLSVnc, VeNCryptTLSPlain:
+			h.subSeen |= seenAnonTLS
 		}
 		if h.nsub < maxKeptSubtypes {
 			h.subtypes[h.nsub] = t
@@ -355,6 +358,8 @@ func (h *VMHandshake) chooseSubtype() error {
 			e.Detail = "the VM wants VeNCrypt with TLS, which is not enabled for it"
 		case !h.hasPass && s&(seenVNCAuth|seenX509Vnc) != 0:
 			e.Detail = "the VM asks for a VNC password and none is configured"
+		case s&seenAnonTLS != 0:
+			e.Detail = "the VM offers anonymous TLS (TLSNone, TLSVnc, TLSPlain), which Go's crypto/tls cannot speak"
 		}
 		return e
 	}
