@@ -18,7 +18,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"vncedge/bench/rfb"
+	"vncedge/rfb"
 	"vncedge/bench/rfbclient"
 	"vncedge/bench/vncsim"
 )

@@ -97,10 +97,12 @@ func AppendKeyEvent(dst []byte, down bool, keysym uint32) []byte {
 	return binary.BigEndian.AppendUint32(dst, keysym)
 }
 
-// AppendPointerEvent appends the 6-byte PointerEvent. noVNC clears the mask's top bit, which
-// announces the extended form once ExtendedMouseButtons is in use; so does this function.
+// AppendPointerEvent appends the 6-byte PointerEvent with the mask as given. Once
+// ExtendedMouseButtons is in use the mask's top bit marks the 7-byte form instead of button 8,
+// so a client then sends buttons below 0x80 here (noVNC clears the bit) and uses
+// AppendExtendedPointerEvent for the others.
 func AppendPointerEvent(dst []byte, buttons uint8, x, y uint16) []byte {
-	dst = append(dst, MsgPointerEvent, buttons&0x7f)
+	dst = append(dst, MsgPointerEvent, buttons)
 	dst = binary.BigEndian.AppendUint16(dst, x)
 	return binary.BigEndian.AppendUint16(dst, y)
 }

@@ -381,6 +381,29 @@ func (h *VMHandshake) chooseSubtype() error {
 	return nil
 }
 
+// Need is how many more bytes the current field of the handshake takes: a caller reading from
+// an io.Reader that reads at most this many never reads past the handshake. It is 0 once the
+// handshake is done, failed or waiting for TLS.
+func (h *VMHandshake) Need() int {
+	switch h.st {
+	case vmVersion:
+		return VersionLen - int(h.g.have)
+	case vmSecCount, vmVeAck, vmVeCount, vmVeTLSAck:
+		return 1
+	case vmSecTypes:
+		return int(h.count)
+	case vmSec33, vmResult, vmReasonLen, vmVeTypes:
+		return 4 - int(h.g.have)
+	case vmChallenge:
+		return ChallengeLen - int(h.g.have)
+	case vmReason:
+		return int(h.reason.want - h.reason.have)
+	case vmVeVersion:
+		return 2 - int(h.g.have)
+	}
+	return 0
+}
+
 // NeedTLS reports that the server accepted a VeNCrypt TLS sub-type: the next bytes on the
 // connection are a TLS handshake, which the caller runs as client before calling TLSStarted.
 func (h *VMHandshake) NeedTLS() bool { return h.st == vmNeedTLS }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"testing"
 
-	"vncedge/bench/rfb"
+	"vncedge/rfb"
 )
+
+// v38 is the version message of RFB 3.8.
+const v38 = "RFB 003.008\n"
 
 // script is a server transcript for Handshake: reads come from srv, writes land in sent.
 type script struct {
@@ -20,7 +23,7 @@ func (s *script) Write(p []byte) (int, error) { return s.sent.Write(p) }
 
 func TestHandshakeNone(t *testing.T) {
 	si := rfb.ServerInit{Width: 10, Height: 20, Format: rfb.Default32(), Name: "n"}
-	srv := append([]byte(rfb.ProtocolVersion+"\x02\x02\x01\x00\x00\x00\x00"), si.Append(nil)...)
+	srv := append([]byte(v38+"\x02\x02\x01\x00\x00\x00\x00"), si.Append(nil)...)
 	s := &script{srv: bytes.NewReader(srv)}
 	got, err := Handshake(s, "")
 	if err != nil {
@@ -30,21 +33,21 @@ func TestHandshakeNone(t *testing.T) {
 		t.Fatalf("got %+v, want %+v", got, si)
 	}
 	// Version, then security type None (preferred over VNC auth), then ClientInit shared.
-	if want := rfb.ProtocolVersion + "\x01\x01"; s.sent.String() != want {
+	if want := v38 + "\x01\x01"; s.sent.String() != want {
 		t.Fatalf("client sent %q, want %q", s.sent.String(), want)
 	}
 }
 
 func TestHandshakeRefusals(t *testing.T) {
-	refusal := binary.BigEndian.AppendUint32([]byte(rfb.ProtocolVersion+"\x00"), 3)
+	refusal := binary.BigEndian.AppendUint32([]byte(v38+"\x00"), 3)
 	refusal = append(refusal, "why"...)
-	authFail := binary.BigEndian.AppendUint32([]byte(rfb.ProtocolVersion+"\x01\x01\x00\x00\x00\x01"), 3)
+	authFail := binary.BigEndian.AppendUint32([]byte(v38+"\x01\x01\x00\x00\x00\x01"), 3)
 	authFail = append(authFail, "bad"...)
 	for name, srv := range map[string][]byte{
 		"no types":               refusal,
 		"failed":                 authFail,
 		"not rfb":                []byte("HTTP/1.1 400"),
-		"auth only, no password": []byte(rfb.ProtocolVersion + "\x01\x02"),
+		"auth only, no password": []byte(v38 + "\x01\x02"),
 	} {
 		_, err := Handshake(&script{srv: bytes.NewReader(srv)}, "")
 		if err == nil {
@@ -96,7 +99,7 @@ func TestMessages(t *testing.T) {
 	_ = PointerEvent(&b, 1, 5, 6)
 	_ = ClientCutText(&b, []byte("hi"))
 	want := [][]byte{
-		append([]byte{0, 0, 0, 0}, func() []byte { p := make([]byte, 16); rfb.RGB565().Marshal(p); return p }()...),
+		append([]byte{0, 0, 0, 0}, rfb.RGB565().Append(nil)...),
 		{2, 0, 0, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x21},
 		{3, 1, 0, 1, 0, 2, 0, 3, 0, 4},
 		{4, 1, 0, 0, 0, 0, 0xff, 0x0d},

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"vncedge/bench/rfb"
+	"vncedge/rfb"
 	"vncedge/bench/rfbclient"
 	"vncedge/bench/wsstream"
 )
