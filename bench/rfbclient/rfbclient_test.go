@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"testing"
 
 	"vncedge/rfb"
@@ -56,6 +57,45 @@ func TestHandshakeRefusals(t *testing.T) {
 		if name == "failed" && !errors.Is(err, ErrAuth) {
 			t.Errorf("failed: err = %v, want ErrAuth", err)
 		}
+	}
+}
+
+// TestHandshakeOlderServers: the client follows a 3.3 or 3.7 server down to its version, with
+// the shorter handshakes those versions have, and reads nothing past ServerInit.
+func TestHandshakeOlderServers(t *testing.T) {
+	si := rfb.ServerInit{Width: 3, Height: 4, Format: rfb.RGB565(), Name: "old"}
+	var challenge [rfb.ChallengeLen]byte
+	resp := rfb.VNCAuthResponse([]byte("pw"), challenge)
+	for _, tc := range []struct {
+		name, password, srv, sent string
+	}{
+		{"3.3 None", "", "RFB 003.003\n\x00\x00\x00\x01", "RFB 003.003\n\x01"},
+		{"3.7 None", "", "RFB 003.007\n\x01\x01", "RFB 003.007\n\x01\x01"},
+		{"3.3 VNC auth", "pw", "RFB 003.003\n\x00\x00\x00\x02" + string(challenge[:]) + "\x00\x00\x00\x00",
+			"RFB 003.003\n" + string(resp[:]) + "\x01"},
+	} {
+		s := &script{srv: bytes.NewReader(append(append([]byte(tc.srv), si.Append(nil)...), "next"...))}
+		got, err := Handshake(s, tc.password)
+		if err != nil || got != si {
+			t.Fatalf("%s: %+v %v", tc.name, got, err)
+		}
+		if s.sent.String() != tc.sent {
+			t.Fatalf("%s: sent %q, want %q", tc.name, s.sent.String(), tc.sent)
+		}
+		if rest, _ := io.ReadAll(s.srv); string(rest) != "next" {
+			t.Fatalf("%s: read past ServerInit, left %q", tc.name, rest)
+		}
+	}
+}
+
+func TestReadServerInitBounds(t *testing.T) {
+	b := rfb.ServerInit{Name: "x"}.Append(nil)
+	binary.BigEndian.PutUint32(b[20:], rfb.MaxNameLen+1)
+	if _, err := ReadServerInit(bytes.NewReader(b)); err == nil {
+		t.Fatal("huge name accepted")
+	}
+	if _, err := ReadServerInit(bytes.NewReader(b[:10])); err == nil {
+		t.Fatal("short ServerInit accepted")
 	}
 }
 
