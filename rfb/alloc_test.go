@@ -125,6 +125,13 @@ func TestZeroAllocs(t *testing.T) {
 				panic("not forced")
 			}
 		}},
+		{"ParseSetPixelFormat", func() {
+			pf, n, err := ParseSetPixelFormat(stream)
+			if err != nil {
+				panic(err)
+			}
+			sink += int(pf.BPP) + n
+		}},
 		{"GetPixelFormat", func() { sink += int(GetPixelFormat(siWire[4:]).BPP) }},
 		{"PixelFormat.Put", func() { si.Format.Put(buf) }},
 		{"PixelFormat.Pixel", func() { si.Format.Pixel(pix, 1, 2, 3) }},

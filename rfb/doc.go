@@ -20,13 +20,13 @@
 // runs it on the event loop, fed with bytes as they arrive (one at a time is fine: every parser
 // returns ErrShort with the length it needs, and the state machines carry partial fields).
 //
-// These calls allocate nothing (alloc_test.go enforces the list): Scanner.Scan and
-// Scanner.Filter (with an observer that does not allocate), the Message accessors, ParseVersion,
+// These calls allocate nothing (alloc_test.go enforces the list): Scanner.Scan and Scanner.Filter
+// (with an observer that does not allocate), the Message accessors, ParseVersion,
 // CheckVersionPrefix and AppendVersion into a buffer with room, ParseSecurityTypes,
 // ParseSecurityType33, ParseReason, ParseSecurityResult, ParseVeNCryptSubtypes, ParseClientInit,
-// ForceShared, GetPixelFormat, PixelFormat.Put and Pixel, FBSDecoder.Next, AppendFBSBlockHead,
-// AppendFBSBlockTail and AppendFBSBlock into a buffer with room, BrowserHandshake.Feed (both
-// modes), VMHandshake.Feed with a VM using security type None, and both machines' AppendOutput
-// into a buffer with room. VNC Authentication (crypto/des), ParseServerInit (the name string)
-// and errors allocate; they happen once per connection.
+// ForceShared, ParseSetPixelFormat, GetPixelFormat, PixelFormat.Put and Pixel, FBSDecoder.Next,
+// AppendFBSBlockHead, AppendFBSBlockTail and AppendFBSBlock into a buffer with room,
+// BrowserHandshake.Feed (both modes), VMHandshake.Feed with a VM using security type None, and both
+// machines' AppendOutput into a buffer with room. VNC Authentication (crypto/des), ParseServerInit
+// (the name string) and errors allocate; they happen once per connection.
 package rfb

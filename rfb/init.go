@@ -125,6 +125,23 @@ func boolByte(b bool) byte {
 	return 0
 }
 
+// SetPixelFormatLen is the length of the SetPixelFormat client message.
+const SetPixelFormatLen = 4 + PixelFormatLen
+
+// ParseSetPixelFormat parses a SetPixelFormat message at the start of b: the format the client
+// wants pixels in from then on (a recorder needs it: the recorded pixels are in it). A message of
+// another type is an error wrapping ErrProtocol.
+func ParseSetPixelFormat(b []byte) (pf PixelFormat, n int, err error) {
+	if len(b) >= 1 && b[0] != MsgSetPixelFormat {
+		return pf, 0, &HandshakeError{Err: ErrProtocol, Peer: "client",
+			Detail: "message type " + strconv.Itoa(int(b[0])) + " is not SetPixelFormat"}
+	}
+	if len(b) < SetPixelFormatLen {
+		return pf, SetPixelFormatLen, ErrShort
+	}
+	return GetPixelFormat(b[4:]), SetPixelFormatLen, nil
+}
+
 // ClientInitLen is the length of ClientInit: one byte, the shared flag.
 const ClientInitLen = 1
 

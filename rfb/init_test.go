@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"unsafe"
 )
 
 func TestPixelFormatRoundTrip(t *testing.T) {
@@ -147,4 +148,37 @@ func FuzzParseServerInit(f *testing.F) {
 			t.Fatalf("re-encoded %x, want %x", again, want)
 		}
 	})
+}
+
+func TestParseSetPixelFormat(t *testing.T) {
+	msg := AppendSetPixelFormat(nil, NoVNC32())
+	pf, n, err := ParseSetPixelFormat(append(msg, 3))
+	if err != nil || n != SetPixelFormatLen || pf != NoVNC32() {
+		t.Fatal(pf, n, err)
+	}
+	if _, n, err := ParseSetPixelFormat(msg[:7]); err != ErrShort || n != SetPixelFormatLen {
+		t.Fatal(n, err)
+	}
+	if _, _, err := ParseSetPixelFormat([]byte{MsgKeyEvent}); !errors.Is(err, ErrProtocol) {
+		t.Fatal(err)
+	}
+}
+
+// TestStateSizes keeps the per-session state small: the engine holds a Scanner for every
+// scanned session and the handshake machines while a session starts.
+func TestStateSizes(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		size, max uintptr
+	}{
+		{"Scanner", unsafe.Sizeof(Scanner{}), 96},
+		{"BrowserHandshake", unsafe.Sizeof(BrowserHandshake{}), 128},
+		{"VMHandshake", unsafe.Sizeof(VMHandshake{}), 384},
+		{"FBSDecoder", unsafe.Sizeof(FBSDecoder{}), 32},
+	} {
+		t.Logf("%s: %d bytes", c.name, c.size)
+		if c.size > c.max {
+			t.Errorf("%s is %d bytes, over %d", c.name, c.size, c.max)
+		}
+	}
 }
