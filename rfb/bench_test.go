@@ -82,3 +82,62 @@ func BenchmarkScanCutText(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHandshakes is the per-session cost of the proxy's two handshakes.
+func BenchmarkHandshakes(b *testing.B) {
+	var ch [ChallengeLen]byte
+	none := []byte("RFB 003.008\n\x01\x01\x00\x00\x00\x00")
+	auth := append(append([]byte("RFB 003.008\n\x01\x02"), ch[:]...), 0, 0, 0, 0)
+	client := []byte("RFB 003.008\n\x01")
+	out := make([]byte, 0, 64)
+	for _, c := range []struct {
+		name     string
+		in       []byte
+		password []byte
+	}{{"vm-none", none, nil}, {"vm-vncauth", auth, []byte("secret")}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				h := NewVMHandshake(VMConfig{Password: c.password})
+				if _, err := h.Feed(c.in); err != nil || !h.Done() {
+					b.Fatal(err)
+				}
+				out = h.AppendOutput(out[:0])
+			}
+		})
+	}
+	b.Run("browser", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			h := NewBrowserHandshake()
+			if _, err := h.Feed(client); err != nil || !h.Done() {
+				b.Fatal(err)
+			}
+			out = h.AppendOutput(out[:0])
+		}
+	})
+}
+
+// BenchmarkFBS encodes and decodes 64 KiB blocks, the recorder's and the player's inner loops.
+func BenchmarkFBS(b *testing.B) {
+	data := make([]byte, 64<<10)
+	file := AppendFBSBlock(AppendFBSHeader(nil), data, 1)
+	buf := make([]byte, 0, FBSBlockLen(len(data)))
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			buf = AppendFBSBlock(buf[:0], data, 7)
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			var d FBSDecoder
+			if _, _, err := d.Next(file); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

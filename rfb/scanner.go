@@ -21,7 +21,8 @@ const maxHeader = 20
 // server confirmed the extension is on the other direction; a client only sets the marker once
 // it has, and noVNC clears that bit otherwise.)
 //
-// The zero value is ready to scan a stream from its first message (after ClientInit).
+// The zero value is ready to scan a stream from its first message (after ClientInit). Use either
+// Scan or Filter on one stream, not both: only Filter holds bytes back.
 type Scanner struct {
 	hdr  [maxHeader]byte
 	have uint8 // header bytes of the current message in hdr

@@ -109,7 +109,11 @@ func NegotiateServer(server Version) (Version, error) {
 	case server.Major > 3:
 		return V38, nil
 	case server.Major < 3 || server.Minor < 3:
-		return Version{}, &HandshakeError{Err: ErrUnsupportedVersion, Peer: "server", Version: server}
+		e := &HandshakeError{Err: ErrUnsupportedVersion, Peer: "server", Version: server}
+		if server == (Version{}) {
+			e.Detail = "the greeting of an UltraVNC repeater, not of a VNC server"
+		}
+		return Version{}, e
 	case server.Minor >= 8:
 		return V38, nil
 	case server.Minor == 7:
