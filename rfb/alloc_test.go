@@ -71,7 +71,7 @@ func TestZeroAllocs(t *testing.T) {
 			if err != nil {
 				panic(err)
 			}
-			sink += int(v.Minor) + n
+			sink += int(v.Minor()) + n
 		}},
 		{"CheckVersionPrefix", func() {
 			if !CheckVersionPrefix(vmScript[:7]) {

@@ -106,13 +106,13 @@ func (h *BrowserHandshake) step(in []byte) (int, error) {
 			h.out.add32(ResultFailed)
 			err := &HandshakeError{Err: ErrProtocol, Peer: "client",
 				Detail: "client chose security type " + strconv.Itoa(int(in[0])) + ", only None (1) was offered"}
-			if !h.ver.Less(V38) {
+			if h.ver >= V38 {
 				h.reason, h.sendR = "security type not offered", true
 				h.out.add32(uint32(len(h.reason)))
 			}
 			return 1, err
 		}
-		if !h.ver.Less(V38) {
+		if h.ver >= V38 {
 			h.out.add32(ResultOK) // 3.7 sends no SecurityResult for None
 		}
 		h.st = brDone

@@ -69,7 +69,7 @@ func (e *HandshakeError) Error() string {
 			b.WriteString(" (looks like " + g + ")")
 		}
 	case ErrUnsupportedVersion:
-		fmt.Fprintf(&b, ": %s version %d.%d", e.peer(), e.Version.Major, e.Version.Minor)
+		fmt.Fprintf(&b, ": %s version %d.%d", e.peer(), e.Version.Major(), e.Version.Minor())
 	case ErrNoUsableType:
 		b.WriteString(": offered ")
 		for i, t := range e.Offered {

@@ -135,9 +135,9 @@ func (e *fbsErr) Unwrap() error { return ErrFBS }
 func AppendRecordingStart(dst []byte, v Version, si ServerInit) []byte {
 	dst = AppendVersion(dst, v)
 	switch {
-	case v.Less(V37):
+	case v < V37:
 		dst = AppendSecurityType33(dst, SecNone)
-	case v.Less(V38):
+	case v < V38:
 		dst = AppendSecurityTypes(dst, SecNone)
 	default:
 		dst = AppendSecurityResultOK(AppendSecurityTypes(dst, SecNone))
@@ -188,7 +188,7 @@ func ParseRecordingStart(b []byte) (v Version, si ServerInit, n int, err error) 
 		}
 		n += ChallengeLen
 	}
-	if auth == SecVNCAuth || !v.Less(V38) {
+	if auth == SecVNCAuth || v >= V38 {
 		r, _, k, err := ParseSecurityResult(b[n:], v)
 		if err != nil {
 			return v, si, n + k, err

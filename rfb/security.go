@@ -166,7 +166,7 @@ func ParseSecurityResult(b []byte, v Version) (result uint32, reason []byte, n i
 		return 0, nil, 4, ErrShort
 	}
 	result = binary.BigEndian.Uint32(b)
-	if result == ResultOK || v.Less(V38) {
+	if result == ResultOK || v < V38 {
 		return result, nil, 4, nil
 	}
 	reason, rn, err := ParseReason(b[4:])
@@ -188,7 +188,7 @@ func AppendSecurityResultOK(dst []byte) []byte {
 // only from 3.8 on, as the RFC says.
 func AppendSecurityResultFailed(dst []byte, v Version, reason string) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, ResultFailed)
-	if v.Less(V38) {
+	if v < V38 {
 		return dst
 	}
 	return AppendReason(dst, reason)
@@ -199,7 +199,7 @@ func AppendSecurityResultFailed(dst []byte, v Version, reason string) []byte {
 // the security type 0 (u32), each followed by the reason. noVNC shows it as "New connection has
 // been rejected with reason: ...".
 func AppendSecurityFailure(dst []byte, v Version, reason string) []byte {
-	if v.Less(V37) {
+	if v < V37 {
 		dst = binary.BigEndian.AppendUint32(dst, 0)
 	} else {
 		dst = append(dst, 0)

@@ -1,17 +1,28 @@
 package rfb
 
-// Version is an RFB protocol version as carried by the ProtocolVersion message (RFC 6143 7.1.1).
-type Version struct {
-	Major, Minor uint16
-}
+import "strconv"
+
+// Version is an RFB protocol version as carried by the ProtocolVersion message (RFC 6143
+// 7.1.1): the major number in the high 16 bits, the minor in the low 16, so versions compare
+// with < and the well-known ones are constants.
+type Version uint32
 
 // The three versions RFC 6143 defines. Every other version a peer announces is mapped to one of
 // them by NegotiateServer and NegotiateClient.
-var (
-	V33 = Version{3, 3}
-	V37 = Version{3, 7}
-	V38 = Version{3, 8}
+const (
+	V33 Version = 3<<16 | 3
+	V37 Version = 3<<16 | 7
+	V38 Version = 3<<16 | 8
 )
+
+// MakeVersion is the version major.minor.
+func MakeVersion(major, minor uint16) Version { return Version(major)<<16 | Version(minor) }
+
+// Major is the major version number.
+func (v Version) Major() uint16 { return uint16(v >> 16) }
+
+// Minor is the minor version number.
+func (v Version) Minor() uint16 { return uint16(v) }
 
 // VersionLen is the length of a ProtocolVersion message: "RFB xxx.yyy\n".
 const VersionLen = 12
@@ -22,32 +33,13 @@ const versionTemplate = "RFB ddd.ddd\n"
 
 // String gives "3.8".
 func (v Version) String() string {
-	return itoa(int(v.Major)) + "." + itoa(int(v.Minor))
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [6]byte
-	i := len(b)
-	for n > 0 && i > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
-}
-
-// Less reports whether v is an earlier version than w.
-func (v Version) Less(w Version) bool {
-	return v.Major < w.Major || v.Major == w.Major && v.Minor < w.Minor
+	return strconv.Itoa(int(v.Major())) + "." + strconv.Itoa(int(v.Minor()))
 }
 
 // AppendVersion appends the ProtocolVersion message of v ("RFB 003.008\n") to dst. Each number
 // is written as three digits, modulo 1000.
 func AppendVersion(dst []byte, v Version) []byte {
-	maj, mnr := v.Major%1000, v.Minor%1000
+	maj, mnr := v.Major()%1000, v.Minor()%1000
 	return append(dst, 'R', 'F', 'B', ' ',
 		byte('0'+maj/100), byte('0'+maj/10%10), byte('0'+maj%10), '.',
 		byte('0'+mnr/100), byte('0'+mnr/10%10), byte('0'+mnr%10), '\n')
@@ -79,12 +71,12 @@ func versionByteOK(i int, c byte) bool {
 // NegotiateServer and NegotiateClient.
 func ParseVersion(b []byte) (v Version, n int, err error) {
 	if !CheckVersionPrefix(b) {
-		return Version{}, 0, notRFB("", b)
+		return 0, 0, notRFB("", b)
 	}
 	if len(b) < VersionLen {
-		return Version{}, VersionLen, ErrShort
+		return 0, VersionLen, ErrShort
 	}
-	return Version{Major: digits3(b[4:7]), Minor: digits3(b[8:11])}, VersionLen, nil
+	return MakeVersion(digits3(b[4:7]), digits3(b[8:11])), VersionLen, nil
 }
 
 func digits3(b []byte) uint16 {
@@ -106,17 +98,17 @@ func notRFB(peer string, b []byte) error {
 //   - below 3.3 (including 000.000, the UltraVNC repeater's greeting) is refused.
 func NegotiateServer(server Version) (Version, error) {
 	switch {
-	case server.Major > 3:
+	case server.Major() > 3:
 		return V38, nil
-	case server.Major < 3 || server.Minor < 3:
+	case server.Major() < 3 || server.Minor() < 3:
 		e := &HandshakeError{Err: ErrUnsupportedVersion, Peer: "server", Version: server}
-		if server == (Version{}) {
+		if server == 0 {
 			e.Detail = "the greeting of an UltraVNC repeater, not of a VNC server"
 		}
-		return Version{}, e
-	case server.Minor >= 8:
+		return 0, e
+	case server.Minor() >= 8:
 		return V38, nil
-	case server.Minor == 7:
+	case server.Minor() == 7:
 		return V37, nil
 	}
 	return V33, nil
@@ -128,11 +120,11 @@ func NegotiateServer(server Version) (Version, error) {
 // 3.7, anything else is 3.3 (RFC 6143 7.1.1).
 func NegotiateClient(client Version) (Version, error) {
 	switch {
-	case client.Major != 3:
-		return Version{}, &HandshakeError{Err: ErrUnsupportedVersion, Peer: "client", Version: client}
-	case client.Minor >= 8:
+	case client.Major() != 3:
+		return 0, &HandshakeError{Err: ErrUnsupportedVersion, Peer: "client", Version: client}
+	case client.Minor() >= 8:
 		return V38, nil
-	case client.Minor == 7:
+	case client.Minor() == 7:
 		return V37, nil
 	}
 	return V33, nil

@@ -13,15 +13,15 @@ func TestParseVersion(t *testing.T) {
 		want error
 	}{
 		{"RFB 003.008\n", V38, 12, nil},
-		{"RFB 003.889\nmore", Version{3, 889}, 12, nil},
-		{"RFB 005.000\n", Version{5, 0}, 12, nil},
-		{"RFB 003.00", Version{}, 12, ErrShort},
-		{"", Version{}, 12, ErrShort},
-		{"RFB 003.008\r\n", Version{}, 0, ErrNotRFB},
-		{"rfb 003.008\n", Version{}, 0, ErrNotRFB},
-		{"RFB 3.8\n", Version{}, 0, ErrNotRFB},
-		{"RFB 0x3.008\n", Version{}, 0, ErrNotRFB},
-		{"X", Version{}, 0, ErrNotRFB},
+		{"RFB 003.889\nmore", MakeVersion(3, 889), 12, nil},
+		{"RFB 005.000\n", MakeVersion(5, 0), 12, nil},
+		{"RFB 003.00", 0, 12, ErrShort},
+		{"", 0, 12, ErrShort},
+		{"RFB 003.008\r\n", 0, 0, ErrNotRFB},
+		{"rfb 003.008\n", 0, 0, ErrNotRFB},
+		{"RFB 3.8\n", 0, 0, ErrNotRFB},
+		{"RFB 0x3.008\n", 0, 0, ErrNotRFB},
+		{"X", 0, 0, ErrNotRFB},
 	} {
 		v, n, err := ParseVersion([]byte(tc.in))
 		if v != tc.v || n != tc.n || !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
@@ -34,13 +34,25 @@ func TestAppendVersion(t *testing.T) {
 	for _, tc := range []struct {
 		v    Version
 		want string
-	}{{V33, "RFB 003.003\n"}, {V37, "RFB 003.007\n"}, {V38, "RFB 003.008\n"}, {Version{3, 889}, "RFB 003.889\n"}, {Version{1003, 1}, "RFB 003.001\n"}} {
+	}{{V33, "RFB 003.003\n"}, {V37, "RFB 003.007\n"}, {V38, "RFB 003.008\n"}, {MakeVersion(3, 889), "RFB 003.889\n"}, {MakeVersion(1003, 1), "RFB 003.001\n"}} {
 		if got := string(AppendVersion(nil, tc.v)); got != tc.want {
 			t.Errorf("AppendVersion(%v) = %q, want %q", tc.v, got, tc.want)
 		}
 	}
-	if V38.String() != "3.8" || (Version{0, 0}).String() != "0.0" || (Version{12, 345}).String() != "12.345" {
+	if V38.String() != "3.8" || (MakeVersion(0, 0)).String() != "0.0" || (MakeVersion(12, 345)).String() != "12.345" {
 		t.Error("Version.String")
+	}
+}
+
+func TestVersionOrder(t *testing.T) {
+	order := []Version{0, MakeVersion(2, 999), V33, MakeVersion(3, 6), V37, V38, MakeVersion(3, 889), MakeVersion(4, 0), MakeVersion(5, 0)}
+	for i := 1; i < len(order); i++ {
+		if !(order[i-1] < order[i]) {
+			t.Errorf("%v is not before %v", order[i-1], order[i])
+		}
+	}
+	if v := MakeVersion(3, 889); v.Major() != 3 || v.Minor() != 889 {
+		t.Fatal(v.Major(), v.Minor())
 	}
 }
 
@@ -49,9 +61,9 @@ func TestNegotiate(t *testing.T) {
 		server, want Version
 		ok           bool
 	}{
-		{V33, V33, true}, {Version{3, 4}, V33, true}, {Version{3, 6}, V33, true}, {V37, V37, true}, {V38, V38, true},
-		{Version{3, 889}, V38, true}, {Version{4, 0}, V38, true}, {Version{4, 1}, V38, true}, {Version{5, 0}, V38, true},
-		{Version{0, 0}, Version{}, false}, {Version{3, 2}, Version{}, false}, {Version{2, 9}, Version{}, false},
+		{V33, V33, true}, {MakeVersion(3, 4), V33, true}, {MakeVersion(3, 6), V33, true}, {V37, V37, true}, {V38, V38, true},
+		{MakeVersion(3, 889), V38, true}, {MakeVersion(4, 0), V38, true}, {MakeVersion(4, 1), V38, true}, {MakeVersion(5, 0), V38, true},
+		{MakeVersion(0, 0), 0, false}, {MakeVersion(3, 2), 0, false}, {MakeVersion(2, 9), 0, false},
 	} {
 		got, err := NegotiateServer(tc.server)
 		if got != tc.want || (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrUnsupportedVersion)) {
@@ -62,8 +74,8 @@ func TestNegotiate(t *testing.T) {
 		client, want Version
 		ok           bool
 	}{
-		{V33, V33, true}, {Version{3, 5}, V33, true}, {Version{3, 0}, V33, true}, {V37, V37, true}, {V38, V38, true},
-		{Version{3, 889}, V38, true}, {Version{4, 0}, Version{}, false}, {Version{2, 0}, Version{}, false},
+		{V33, V33, true}, {MakeVersion(3, 5), V33, true}, {MakeVersion(3, 0), V33, true}, {V37, V37, true}, {V38, V38, true},
+		{MakeVersion(3, 889), V38, true}, {MakeVersion(4, 0), 0, false}, {MakeVersion(2, 0), 0, false},
 	} {
 		got, err := NegotiateClient(tc.client)
 		if got != tc.want || (err == nil) != tc.ok || (err != nil && !errors.Is(err, ErrUnsupportedVersion)) {

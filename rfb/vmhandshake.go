@@ -208,7 +208,7 @@ func (h *VMHandshake) step(in []byte) (int, error) {
 		switch {
 		case r == ResultOK:
 			h.st = vmDone
-		case h.ver.Less(V38):
+		case h.ver < V38:
 			return k, &HandshakeError{Err: ErrAuthFailed, Peer: "server", Detail: "SecurityResult " + strconv.FormatUint(uint64(r), 10)}
 		default:
 			h.st, h.reasonFor = vmReasonLen, ErrAuthFailed
@@ -317,7 +317,7 @@ func (h *VMHandshake) chooseType() error {
 	switch t {
 	case SecNone:
 		h.out.add(byte(SecNone))
-		if h.ver.Less(V38) {
+		if h.ver < V38 {
 			h.st = vmDone // 3.7 sends no SecurityResult for None either
 		} else {
 			h.st = vmResult
@@ -372,7 +372,7 @@ func (h *VMHandshake) chooseSubtype() error {
 		h.st = vmChallenge
 	case VeNCryptNone:
 		// Like TigerVNC: the result is skipped before 3.8 when what was used is None.
-		if h.ver.Less(V38) {
+		if h.ver < V38 {
 			h.st = vmDone
 		} else {
 			h.st = vmResult

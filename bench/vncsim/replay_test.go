@@ -215,7 +215,7 @@ func TestOlderVersions(t *testing.T) {
 			t.Fatalf("%v: refusal %q", v, rest)
 		}
 	}
-	if _, err := Listen("127.0.0.1:0", Config{Version: rfb.Version{Major: 4}}); err == nil {
+	if _, err := Listen("127.0.0.1:0", Config{Version: rfb.MakeVersion(4, 0)}); err == nil {
 		t.Fatal("version 4.0 accepted")
 	}
 }

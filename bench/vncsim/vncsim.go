@@ -118,7 +118,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("vncsim: unknown mode %d", int(c.Mode))
 	}
 	switch c.Version {
-	case rfb.Version{}:
+	case 0:
 		c.Version = rfb.V38
 	case rfb.V33, rfb.V37, rfb.V38:
 	default:
