@@ -59,9 +59,10 @@ const maxKeptSubtypes = 16
 // through unchanged.
 //
 // It speaks 3.8 where the server allows it, else 3.7 or 3.3 (see NegotiateServer). It chooses
-// security types in this order: None (nothing to prove), VNC Authentication when it has a
-// password, VeNCrypt; inside VeNCrypt X509Vnc and X509None first when TLS is allowed, then None
-// and VncAuth. Failures are *HandshakeError values wrapping ErrNotRFB, ErrUnsupportedVersion,
+// security types in this order: None (the VM lets anybody in: a password would prove nothing),
+// VNC Authentication when it has a password, then VeNCrypt, and inside VeNCrypt its None and
+// VncAuth sub-types. With VMConfig.VeNCryptTLS, VeNCrypt comes first whenever it is offered and
+// X509Vnc (with a password) and X509None are preferred inside it: the operator asked for TLS. Failures are *HandshakeError values wrapping ErrNotRFB, ErrUnsupportedVersion,
 // ErrRefused, ErrNoUsableType, ErrAuthFailed, ErrVeNCrypt or ErrProtocol; they are sticky.
 type VMHandshake struct {
 	key     [VNCAuthKeyLen]byte
