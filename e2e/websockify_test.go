@@ -18,9 +18,9 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"vncedge/bench/rfb"
 	"vncedge/bench/rfbclient"
 	"vncedge/bench/vncsim"
+	"vncedge/rfb"
 )
 
 type proxyUnderTest struct{ name, base string }

@@ -1,6 +1,7 @@
-// Package rfbclient is the client half of RFB 3.8 (RFC 6143) that the load generator and
-// tests need: the handshake (None or VNC authentication), the few client messages a viewer
-// sends, and reading Raw framebuffer updates. It is not a viewer.
+// Package rfbclient is the client half of RFB (RFC 6143) that the load generator and tests
+// need: the handshake (None or VNC authentication, RFB 3.3 to 3.8), the few client messages a
+// viewer sends, and reading Raw framebuffer updates. It is not a viewer. The wire format comes
+// from vncedge/rfb; this package adds the io.Reader-based flow a test tool can afford.
 package rfbclient
 
 import (
@@ -9,154 +10,88 @@ import (
 	"fmt"
 	"io"
 
-	"vncedge/bench/rfb"
+	"vncedge/rfb"
 )
 
-// ErrAuth is returned when the server refuses the password.
-var ErrAuth = errors.New("rfbclient: authentication failed")
+// ErrAuth is returned (wrapped) when the server refuses the password.
+var ErrAuth = rfb.ErrAuthFailed
 
-// maxReason bounds a failure reason string from the server.
-const maxReason = 4096
-
-// Handshake runs the client side of the RFB 3.8 handshake on rw: version, security (None, or
-// VNC authentication with password when the server offers only that), ClientInit (shared)
-// and ServerInit.
+// Handshake runs the client side of the RFB handshake on rw with rfb.VMHandshake: version,
+// security (None, or VNC authentication with password), then ClientInit (shared) and
+// ServerInit. It reads only as far as the handshake goes, so rw may be the caller's buffered
+// reader for what follows.
 func Handshake(rw io.ReadWriter, password string) (rfb.ServerInit, error) {
-	var ver [12]byte
-	if _, err := io.ReadFull(rw, ver[:]); err != nil {
-		return rfb.ServerInit{}, fmt.Errorf("rfbclient: read server version: %w", err)
-	}
-	if string(ver[:4]) != "RFB " {
-		return rfb.ServerInit{}, fmt.Errorf("rfbclient: not an RFB server: %q", ver[:])
-	}
-	if _, err := io.WriteString(rw, rfb.ProtocolVersion); err != nil {
-		return rfb.ServerInit{}, fmt.Errorf("rfbclient: send version: %w", err)
-	}
-	var n [1]byte
-	if _, err := io.ReadFull(rw, n[:]); err != nil {
-		return rfb.ServerInit{}, fmt.Errorf("rfbclient: read security types: %w", err)
-	}
-	if n[0] == 0 {
-		return rfb.ServerInit{}, fmt.Errorf("rfbclient: server refused: %s", readReason(rw))
-	}
-	types := make([]byte, n[0])
-	if _, err := io.ReadFull(rw, types); err != nil {
-		return rfb.ServerInit{}, fmt.Errorf("rfbclient: read security types: %w", err)
-	}
-	var choice byte
-	for _, t := range types {
-		if t == rfb.SecNone {
-			choice = t
-			break
+	h := rfb.NewVMHandshake(rfb.VMConfig{Password: []byte(password)})
+	var buf [64]byte
+	for !h.Done() {
+		n := min(h.Need(), len(buf))
+		if _, err := io.ReadFull(rw, buf[:n]); err != nil {
+			return rfb.ServerInit{}, fmt.Errorf("rfbclient: read handshake: %w", err)
 		}
-		if t == rfb.SecVNCAuth && password != "" {
-			choice = t
+		_, herr := h.Feed(buf[:n])
+		if out := h.AppendOutput(nil); len(out) > 0 {
+			if _, err := rw.Write(out); err != nil {
+				return rfb.ServerInit{}, fmt.Errorf("rfbclient: send handshake: %w", err)
+			}
+		}
+		if herr != nil {
+			return rfb.ServerInit{}, fmt.Errorf("rfbclient: %w", herr)
 		}
 	}
-	if choice == 0 {
-		return rfb.ServerInit{}, fmt.Errorf("rfbclient: no usable security type in %v", types)
-	}
-	if _, err := rw.Write([]byte{choice}); err != nil {
-		return rfb.ServerInit{}, fmt.Errorf("rfbclient: send security type: %w", err)
-	}
-	if choice == rfb.SecVNCAuth {
-		var challenge [rfb.ChallengeLen]byte
-		if _, err := io.ReadFull(rw, challenge[:]); err != nil {
-			return rfb.ServerInit{}, fmt.Errorf("rfbclient: read challenge: %w", err)
-		}
-		resp := rfb.VNCAuthResponse(password, challenge)
-		if _, err := rw.Write(resp[:]); err != nil {
-			return rfb.ServerInit{}, fmt.Errorf("rfbclient: send challenge response: %w", err)
-		}
-	}
-	var result [4]byte
-	if _, err := io.ReadFull(rw, result[:]); err != nil {
-		return rfb.ServerInit{}, fmt.Errorf("rfbclient: read security result: %w", err)
-	}
-	if binary.BigEndian.Uint32(result[:]) != 0 {
-		return rfb.ServerInit{}, fmt.Errorf("%w: %s", ErrAuth, readReason(rw))
-	}
-	if _, err := rw.Write([]byte{1}); err != nil { // ClientInit: shared
+	if _, err := rw.Write(rfb.AppendClientInit(nil, true)); err != nil {
 		return rfb.ServerInit{}, fmt.Errorf("rfbclient: send ClientInit: %w", err)
 	}
-	si, err := rfb.ReadServerInit(rw)
+	return ReadServerInit(rw)
+}
+
+// ReadServerInit reads a ServerInit from r, with rfb.ParseServerInit's bound on the name.
+func ReadServerInit(r io.Reader) (rfb.ServerInit, error) {
+	b := make([]byte, 24)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return rfb.ServerInit{}, fmt.Errorf("rfbclient: read ServerInit: %w", err)
+	}
+	si, n, err := rfb.ParseServerInit(b)
+	if err == rfb.ErrShort {
+		b = append(b, make([]byte, n-len(b))...)
+		if _, err := io.ReadFull(r, b[24:]); err != nil {
+			return rfb.ServerInit{}, fmt.Errorf("rfbclient: read ServerInit name: %w", err)
+		}
+		si, _, err = rfb.ParseServerInit(b)
+	}
 	if err != nil {
-		return si, fmt.Errorf("rfbclient: %w", err)
+		return rfb.ServerInit{}, fmt.Errorf("rfbclient: %w", err)
 	}
 	return si, nil
 }
 
-func readReason(r io.Reader) string {
-	var n [4]byte
-	if _, err := io.ReadFull(r, n[:]); err != nil {
-		return "(no reason)"
-	}
-	l := min(binary.BigEndian.Uint32(n[:]), maxReason)
-	b := make([]byte, l)
-	k, _ := io.ReadFull(r, b)
-	return string(b[:k])
-}
-
 // SetPixelFormat asks the server to send pixels in pf.
 func SetPixelFormat(w io.Writer, pf rfb.PixelFormat) error {
-	var b [4 + rfb.PixelFormatLen]byte
-	b[0] = rfb.MsgSetPixelFormat
-	pf.Marshal(b[4:])
-	return write(w, b[:], "SetPixelFormat")
+	return write(w, rfb.AppendSetPixelFormat(nil, pf), "SetPixelFormat")
 }
 
 // SetEncodings announces the encodings the client accepts.
 func SetEncodings(w io.Writer, encodings ...int32) error {
-	b := make([]byte, 4, 4+4*len(encodings))
-	b[0] = rfb.MsgSetEncodings
-	binary.BigEndian.PutUint16(b[2:], uint16(len(encodings)))
-	for _, e := range encodings {
-		b = binary.BigEndian.AppendUint32(b, uint32(e))
-	}
-	return write(w, b, "SetEncodings")
+	return write(w, rfb.AppendSetEncodings(nil, encodings...), "SetEncodings")
 }
 
 // RequestUpdate sends a FramebufferUpdateRequest.
 func RequestUpdate(w io.Writer, incremental bool, x, y, width, height uint16) error {
-	var b [10]byte
-	b[0] = rfb.MsgFramebufferUpdateRequest
-	if incremental {
-		b[1] = 1
-	}
-	binary.BigEndian.PutUint16(b[2:], x)
-	binary.BigEndian.PutUint16(b[4:], y)
-	binary.BigEndian.PutUint16(b[6:], width)
-	binary.BigEndian.PutUint16(b[8:], height)
-	return write(w, b[:], "FramebufferUpdateRequest")
+	return write(w, rfb.AppendFramebufferUpdateRequest(nil, incremental, x, y, width, height), "FramebufferUpdateRequest")
 }
 
 // KeyEvent sends a key press or release of an X11 keysym.
 func KeyEvent(w io.Writer, down bool, keysym uint32) error {
-	var b [8]byte
-	b[0] = rfb.MsgKeyEvent
-	if down {
-		b[1] = 1
-	}
-	binary.BigEndian.PutUint32(b[4:], keysym)
-	return write(w, b[:], "KeyEvent")
+	return write(w, rfb.AppendKeyEvent(nil, down, keysym), "KeyEvent")
 }
 
 // PointerEvent sends the pointer position and button mask.
 func PointerEvent(w io.Writer, buttons uint8, x, y uint16) error {
-	var b [6]byte
-	b[0] = rfb.MsgPointerEvent
-	b[1] = buttons
-	binary.BigEndian.PutUint16(b[2:], x)
-	binary.BigEndian.PutUint16(b[4:], y)
-	return write(w, b[:], "PointerEvent")
+	return write(w, rfb.AppendPointerEvent(nil, buttons, x, y), "PointerEvent")
 }
 
 // ClientCutText sends clipboard text (Latin-1 per the RFC; the bytes are sent as given).
 func ClientCutText(w io.Writer, text []byte) error {
-	b := make([]byte, 8, 8+len(text))
-	b[0] = rfb.MsgClientCutText
-	binary.BigEndian.PutUint32(b[4:], uint32(len(text)))
-	return write(w, append(b, text...), "ClientCutText")
+	return write(w, rfb.AppendClientCutText(nil, text), "ClientCutText")
 }
 
 func write(w io.Writer, b []byte, what string) error {

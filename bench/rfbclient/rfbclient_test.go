@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"testing"
 
-	"vncedge/bench/rfb"
+	"vncedge/rfb"
 )
+
+// v38 is the version message of RFB 3.8.
+const v38 = "RFB 003.008\n"
 
 // script is a server transcript for Handshake: reads come from srv, writes land in sent.
 type script struct {
@@ -20,7 +24,7 @@ func (s *script) Write(p []byte) (int, error) { return s.sent.Write(p) }
 
 func TestHandshakeNone(t *testing.T) {
 	si := rfb.ServerInit{Width: 10, Height: 20, Format: rfb.Default32(), Name: "n"}
-	srv := append([]byte(rfb.ProtocolVersion+"\x02\x02\x01\x00\x00\x00\x00"), si.Append(nil)...)
+	srv := append([]byte(v38+"\x02\x02\x01\x00\x00\x00\x00"), si.Append(nil)...)
 	s := &script{srv: bytes.NewReader(srv)}
 	got, err := Handshake(s, "")
 	if err != nil {
@@ -30,21 +34,21 @@ func TestHandshakeNone(t *testing.T) {
 		t.Fatalf("got %+v, want %+v", got, si)
 	}
 	// Version, then security type None (preferred over VNC auth), then ClientInit shared.
-	if want := rfb.ProtocolVersion + "\x01\x01"; s.sent.String() != want {
+	if want := v38 + "\x01\x01"; s.sent.String() != want {
 		t.Fatalf("client sent %q, want %q", s.sent.String(), want)
 	}
 }
 
 func TestHandshakeRefusals(t *testing.T) {
-	refusal := binary.BigEndian.AppendUint32([]byte(rfb.ProtocolVersion+"\x00"), 3)
+	refusal := binary.BigEndian.AppendUint32([]byte(v38+"\x00"), 3)
 	refusal = append(refusal, "why"...)
-	authFail := binary.BigEndian.AppendUint32([]byte(rfb.ProtocolVersion+"\x01\x01\x00\x00\x00\x01"), 3)
+	authFail := binary.BigEndian.AppendUint32([]byte(v38+"\x01\x01\x00\x00\x00\x01"), 3)
 	authFail = append(authFail, "bad"...)
 	for name, srv := range map[string][]byte{
 		"no types":               refusal,
 		"failed":                 authFail,
 		"not rfb":                []byte("HTTP/1.1 400"),
-		"auth only, no password": []byte(rfb.ProtocolVersion + "\x01\x02"),
+		"auth only, no password": []byte(v38 + "\x01\x02"),
 	} {
 		_, err := Handshake(&script{srv: bytes.NewReader(srv)}, "")
 		if err == nil {
@@ -53,6 +57,45 @@ func TestHandshakeRefusals(t *testing.T) {
 		if name == "failed" && !errors.Is(err, ErrAuth) {
 			t.Errorf("failed: err = %v, want ErrAuth", err)
 		}
+	}
+}
+
+// TestHandshakeOlderServers: the client follows a 3.3 or 3.7 server down to its version, with
+// the shorter handshakes those versions have, and reads nothing past ServerInit.
+func TestHandshakeOlderServers(t *testing.T) {
+	si := rfb.ServerInit{Width: 3, Height: 4, Format: rfb.RGB565(), Name: "old"}
+	var challenge [rfb.ChallengeLen]byte
+	resp := rfb.VNCAuthResponse([]byte("pw"), challenge)
+	for _, tc := range []struct {
+		name, password, srv, sent string
+	}{
+		{"3.3 None", "", "RFB 003.003\n\x00\x00\x00\x01", "RFB 003.003\n\x01"},
+		{"3.7 None", "", "RFB 003.007\n\x01\x01", "RFB 003.007\n\x01\x01"},
+		{"3.3 VNC auth", "pw", "RFB 003.003\n\x00\x00\x00\x02" + string(challenge[:]) + "\x00\x00\x00\x00",
+			"RFB 003.003\n" + string(resp[:]) + "\x01"},
+	} {
+		s := &script{srv: bytes.NewReader(append(append([]byte(tc.srv), si.Append(nil)...), "next"...))}
+		got, err := Handshake(s, tc.password)
+		if err != nil || got != si {
+			t.Fatalf("%s: %+v %v", tc.name, got, err)
+		}
+		if s.sent.String() != tc.sent {
+			t.Fatalf("%s: sent %q, want %q", tc.name, s.sent.String(), tc.sent)
+		}
+		if rest, _ := io.ReadAll(s.srv); string(rest) != "next" {
+			t.Fatalf("%s: read past ServerInit, left %q", tc.name, rest)
+		}
+	}
+}
+
+func TestReadServerInitBounds(t *testing.T) {
+	b := rfb.ServerInit{Name: "x"}.Append(nil)
+	binary.BigEndian.PutUint32(b[20:], rfb.MaxNameLen+1)
+	if _, err := ReadServerInit(bytes.NewReader(b)); err == nil {
+		t.Fatal("huge name accepted")
+	}
+	if _, err := ReadServerInit(bytes.NewReader(b[:10])); err == nil {
+		t.Fatal("short ServerInit accepted")
 	}
 }
 
@@ -96,7 +139,7 @@ func TestMessages(t *testing.T) {
 	_ = PointerEvent(&b, 1, 5, 6)
 	_ = ClientCutText(&b, []byte("hi"))
 	want := [][]byte{
-		append([]byte{0, 0, 0, 0}, func() []byte { p := make([]byte, 16); rfb.RGB565().Marshal(p); return p }()...),
+		append([]byte{0, 0, 0, 0}, rfb.RGB565().Append(nil)...),
 		{2, 0, 0, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x21},
 		{3, 1, 0, 1, 0, 2, 0, 3, 0, 4},
 		{4, 1, 0, 0, 0, 0, 0xff, 0x0d},

@@ -8,7 +8,7 @@ import (
 	"io"
 	"time"
 
-	"vncedge/bench/rfb"
+	"vncedge/rfb"
 )
 
 // errProtocol marks a client message the simulated VM cannot parse: the session ends.
@@ -77,7 +77,7 @@ func (d *desktop) handle(r *bufio.Reader, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		pf := rfb.UnmarshalPixelFormat(m[3:])
+		pf := rfb.GetPixelFormat(m[3:])
 		if err := pf.Validate(); err != nil {
 			return fmt.Errorf("%w: SetPixelFormat: %w", errProtocol, err)
 		}
@@ -198,7 +198,7 @@ func (d *desktop) update(w io.Writer, incremental bool, x, y, rw, rh int) error 
 		binary.BigEndian.PutUint16(b[6:], uint16(y0))
 		binary.BigEndian.PutUint16(b[8:], uint16(x1-x0))
 		binary.BigEndian.PutUint16(b[10:], uint16(y1-y0))
-		binary.BigEndian.PutUint32(b[12:], rfb.EncodingRaw)
+		binary.BigEndian.PutUint32(b[12:], uint32(rfb.EncodingRaw))
 		p := b[16:]
 		for py := y0; py < y1; py++ {
 			gen := d.gens[py/bandRows]

@@ -6,14 +6,14 @@ import (
 	"io"
 	"testing"
 
-	"vncedge/bench/rfb"
+	"vncedge/rfb"
 )
 
 // FuzzClientMessages feeds arbitrary bytes to the desktop's client-message parser as if they
 // followed the handshake: it must never panic and must end when the input does.
 func FuzzClientMessages(f *testing.F) {
 	pf := make([]byte, 20)
-	rfb.RGB565().Marshal(pf[4:])
+	rfb.RGB565().Put(pf[4:])
 	fbur := []byte{rfb.MsgFramebufferUpdateRequest, 0, 0, 0, 0, 0, 0, 64, 0, 48}
 	incr := []byte{rfb.MsgFramebufferUpdateRequest, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}
 	key := []byte{rfb.MsgKeyEvent, 1, 0, 0, 0, 0, 0, 'a'}

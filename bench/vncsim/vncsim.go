@@ -9,19 +9,19 @@ package vncsim
 import (
 	"bufio"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
 
-	"vncedge/bench/rfb"
 	"vncedge/bench/wsstream"
+	"vncedge/rfb"
 )
 
 // Mode selects what a listener does after the RFB handshake.
@@ -36,9 +36,12 @@ const (
 	ModeSink
 	// ModeSource writes Pattern as fast as the socket takes it (VM -> browser throughput).
 	ModeSource
+	// ModeReplay serves an FBS recording (Config.ReplayFile): a fresh handshake with the
+	// recording's ServerInit, then the recorded server messages with their original timing.
+	ModeReplay
 )
 
-var modeNames = [...]string{"desktop", "echo", "sink", "source"}
+var modeNames = [...]string{"desktop", "echo", "sink", "source", "replay"}
 
 func (m Mode) String() string {
 	if m >= 0 && int(m) < len(modeNames) {
@@ -54,7 +57,7 @@ func ParseMode(s string) (Mode, error) {
 			return Mode(i), nil
 		}
 	}
-	return 0, fmt.Errorf("vncsim: unknown mode %q (want desktop, echo, sink or source)", s)
+	return 0, fmt.Errorf("vncsim: unknown mode %q (want desktop, echo, sink, source or replay)", s)
 }
 
 // Config describes one listener. The zero value is a 1024x768 desktop without a password.
@@ -73,6 +76,16 @@ type Config struct {
 	FrameInterval time.Duration
 	// HandshakeTimeout bounds the WebSocket upgrade and RFB handshake; 0 means 10s.
 	HandshakeTimeout time.Duration
+	// Version is the RFB version announced, and the only one accepted back: 3.3, 3.7 or 3.8
+	// (the zero value), so tests can meet the older handshakes too.
+	Version rfb.Version
+	// ReplayFile is the FBS recording ModeReplay serves. Its ServerInit replaces Width,
+	// Height and Name; its pixel format is the one announced (the recorded pixels are in it,
+	// so a client's SetPixelFormat cannot change them).
+	ReplayFile string
+	// ReplayFast sends the recording as fast as the socket takes it instead of with its
+	// recorded timing.
+	ReplayFast bool
 }
 
 const (
@@ -101,8 +114,18 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Name == "" {
 		c.Name = "vncsim"
 	}
-	if c.Mode < ModeDesktop || c.Mode > ModeSource {
+	if c.Mode < ModeDesktop || c.Mode > ModeReplay {
 		return c, fmt.Errorf("vncsim: unknown mode %d", int(c.Mode))
+	}
+	switch c.Version {
+	case 0:
+		c.Version = rfb.V38
+	case rfb.V33, rfb.V37, rfb.V38:
+	default:
+		return c, fmt.Errorf("vncsim: RFB version %v is not 3.3, 3.7 or 3.8", c.Version)
+	}
+	if (c.Mode == ModeReplay) != (c.ReplayFile != "") {
+		return c, errors.New("vncsim: a replay file goes with replay mode, and only with it")
 	}
 	if c.SourceBytes < 0 {
 		return c, fmt.Errorf("vncsim: negative SourceBytes %d", c.SourceBytes)
@@ -137,6 +160,7 @@ type counters struct {
 // Server is one listener of simulated VMs.
 type Server struct {
 	cfg  Config
+	rec  *recording // ModeReplay
 	ln   net.Listener
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -167,7 +191,15 @@ func Serve(ln net.Listener, cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, ln: ln, done: make(chan struct{}), conns: make(map[net.Conn]struct{})}
+	var rec *recording
+	if cfg.Mode == ModeReplay {
+		if rec, err = openRecording(cfg.ReplayFile); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		cfg.Width, cfg.Height, cfg.Name = int(rec.si.Width), int(rec.si.Height), rec.si.Name
+	}
+	s := &Server{cfg: cfg, rec: rec, ln: ln, done: make(chan struct{}), conns: make(map[net.Conn]struct{})}
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s, nil
@@ -314,12 +346,18 @@ func (s *Server) serve(c net.Conn) {
 	case ModeSource:
 		_ = sess.source()
 		return
+	case ModeReplay:
+		if err := sess.replay(); errors.Is(err, errProtocol) {
+			s.st.protoErr.Add(1)
+		}
+		return
 	}
 	sess.finish(err)
 }
 
 // finish tells a WebSocket peer why the session ends; on plain TCP the close says it all.
-// Only ModeSource ends sessions on its own with data in flight, and it has its own ending.
+// Only ModeSource and ModeReplay end sessions on their own with data in flight, and they have
+// their own endings.
 func (sess *session) finish(err error) {
 	if sess.ws == nil {
 		return
@@ -333,32 +371,41 @@ func (sess *session) finish(err error) {
 
 func (sess *session) handshake() error {
 	cfg := sess.srv.cfg
-	if _, err := io.WriteString(sess.w, rfb.ProtocolVersion); err != nil {
+	if _, err := sess.w.Write(rfb.AppendVersion(nil, cfg.Version)); err != nil {
 		return fmt.Errorf("send version: %w", err)
 	}
-	var ver [12]byte
+	var ver [rfb.VersionLen]byte
 	if _, err := io.ReadFull(sess.r, ver[:]); err != nil {
 		return fmt.Errorf("read client version: %w", err)
 	}
-	if string(ver[:]) != rfb.ProtocolVersion {
+	if v, _, err := rfb.ParseVersion(ver[:]); err != nil || v != cfg.Version {
 		// A 3.7/3.8 client reads this as "no security types, reason follows" (RFC 6143 7.1.2).
-		_, _ = sess.w.Write(failure(0, "vncsim speaks only RFB 003.008"))
+		reason := "vncsim speaks only RFB " + strings.TrimSpace(string(rfb.AppendVersion(nil, cfg.Version)[4:]))
+		_, _ = sess.w.Write(rfb.AppendSecurityFailure(nil, rfb.V38, reason))
 		return fmt.Errorf("client version %q", ver[:])
 	}
-	secType := byte(rfb.SecNone)
+	v := cfg.Version
+	secType := rfb.SecNone
 	if cfg.Password != "" {
 		secType = rfb.SecVNCAuth
 	}
-	if _, err := sess.w.Write([]byte{1, secType}); err != nil {
-		return fmt.Errorf("send security types: %w", err)
-	}
-	chosen, err := sess.r.ReadByte()
-	if err != nil {
-		return fmt.Errorf("read security type: %w", err)
-	}
-	if chosen != secType {
-		_, _ = sess.w.Write(failure(1, "security type not offered"))
-		return fmt.Errorf("client chose security type %d", chosen)
+	if v == rfb.V33 {
+		// The server decides in 3.3.
+		if _, err := sess.w.Write(rfb.AppendSecurityType33(nil, secType)); err != nil {
+			return fmt.Errorf("send security type: %w", err)
+		}
+	} else {
+		if _, err := sess.w.Write(rfb.AppendSecurityTypes(nil, secType)); err != nil {
+			return fmt.Errorf("send security types: %w", err)
+		}
+		chosen, err := sess.r.ReadByte()
+		if err != nil {
+			return fmt.Errorf("read security type: %w", err)
+		}
+		if rfb.SecurityType(chosen) != secType {
+			_, _ = sess.w.Write(rfb.AppendSecurityResultFailed(nil, v, "security type not offered"))
+			return fmt.Errorf("client chose security type %d", chosen)
+		}
 	}
 	if secType == rfb.SecVNCAuth {
 		var challenge, response [rfb.ChallengeLen]byte
@@ -369,31 +416,35 @@ func (sess *session) handshake() error {
 		if _, err := io.ReadFull(sess.r, response[:]); err != nil {
 			return fmt.Errorf("read challenge response: %w", err)
 		}
-		if response != rfb.VNCAuthResponse(cfg.Password, challenge) {
+		if !rfb.VNCAuthCheck([]byte(cfg.Password), challenge, response) {
 			sess.srv.st.authFail.Add(1)
-			_, _ = sess.w.Write(failure(1, "authentication failed"))
+			_, _ = sess.w.Write(rfb.AppendSecurityResultFailed(nil, v, "authentication failed"))
 			return errors.New("wrong password")
 		}
 	}
-	if _, err := sess.w.Write([]byte{0, 0, 0, 0}); err != nil { // SecurityResult OK
-		return fmt.Errorf("send security result: %w", err)
+	// Before 3.8 a server sends no SecurityResult for None.
+	if secType == rfb.SecVNCAuth || v == rfb.V38 {
+		if _, err := sess.w.Write(rfb.AppendSecurityResultOK(nil)); err != nil {
+			return fmt.Errorf("send security result: %w", err)
+		}
 	}
 	if _, err := sess.r.ReadByte(); err != nil { // ClientInit shared-flag: every client shares
 		return fmt.Errorf("read ClientInit: %w", err)
 	}
-	si := rfb.ServerInit{Width: uint16(cfg.Width), Height: uint16(cfg.Height), Format: rfb.Default32(), Name: cfg.Name}
+	si := sess.srv.serverInit()
 	if _, err := sess.w.Write(si.Append(nil)); err != nil {
 		return fmt.Errorf("send ServerInit: %w", err)
 	}
 	return nil
 }
 
-// failure is a u32 status (or count) followed by a reason string, the shape RFC 6143 uses
-// both for a failed SecurityResult and for an empty security type list.
-func failure(status uint32, reason string) []byte {
-	b := binary.BigEndian.AppendUint32(nil, status)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(reason)))
-	return append(b, reason...)
+// serverInit is what the listener announces: the recording's for ModeReplay, else the
+// configured desktop in the default 32 bpp format.
+func (s *Server) serverInit() rfb.ServerInit {
+	if s.rec != nil {
+		return s.rec.si
+	}
+	return rfb.ServerInit{Width: uint16(s.cfg.Width), Height: uint16(s.cfg.Height), Format: rfb.Default32(), Name: s.cfg.Name}
 }
 
 // PatternPeriod is the period of the ModeSource byte pattern; a prime, so it never lines up

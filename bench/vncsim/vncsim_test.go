@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"vncedge/bench/rfb"
 	"vncedge/bench/rfbclient"
 	"vncedge/bench/wsstream"
+	"vncedge/rfb"
 )
 
 // testDeadline bounds every socket operation of a test, so a bug hangs nothing.

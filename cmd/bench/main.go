@@ -18,7 +18,7 @@ commands:
   sessions    open N sessions (past the RFB greeting), hold them: setup rate, memory
   churn       sessions open, use and close continuously: errors and leaks
   report      Markdown report with SVG charts from --out files
-  vm          serve simulated VMs (RFB 3.8 servers) until interrupted
+  vm          serve simulated VMs (RFB 3.8 servers), or replay a recording, until interrupted
   tokens      write a websockify token file naming every VM a run may start
 
 Every scenario measures --url (a proxy; {ip} {port} {token} filled per session),

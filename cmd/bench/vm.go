@@ -39,6 +39,8 @@ func runVM(args []string, stdout, stderr io.Writer) error {
 	password := fs.String("password", "", "offer VNC authentication with this password instead of None")
 	sourceBytes := fs.Int64("source-bytes", 0, "source mode: close each session after this many bytes (0: never)")
 	frameInterval := fs.Duration("frame-interval", 0, "least time between incremental updates (0: 40ms; negative: none)")
+	replay := fs.String("replay", "", "serve this FBS recording (`FILE`, e.g. from vncedge --record) instead of a simulated desktop")
+	replayFast := fs.Bool("replay-fast", false, "with --replay: send the recording as fast as possible, not with its recorded timing")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -52,8 +54,12 @@ func runVM(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *replay != "" {
+		m = vncsim.ModeReplay
+	}
 	cfg := vncsim.Config{Mode: m, Width: *width, Height: *height, Name: *name, Password: *password,
-		SourceBytes: *sourceBytes, WebSocket: *wsMode, FrameInterval: *frameInterval}
+		SourceBytes: *sourceBytes, WebSocket: *wsMode, FrameInterval: *frameInterval,
+		ReplayFile: *replay, ReplayFast: *replayFast}
 	var servers []*vncsim.Server
 	defer func() {
 		for _, s := range servers {
@@ -70,7 +76,7 @@ func runVM(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		servers = append(servers, s)
-		fmt.Fprintf(stdout, "vncsim: %s %s on %s (%dx%d)\n", m, proto, s.Addr(), *width, *height)
+		fmt.Fprintf(stdout, "vncsim: %s %s on %s (%dx%d)\n", m, proto, s.Addr(), s.Config().Width, s.Config().Height)
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
