@@ -151,7 +151,8 @@ func TestKustomizationListsEveryManifest(t *testing.T) {
 	}
 }
 
-// vncedgeBinary builds cmd/vncedge once for the tests that run it.
+// vncedgeBinary builds cmd/vncedge once for the tests that run it, stamped
+// the way `make build` stamps it (testVersion, testCommit).
 var vncedgeBinary = sync.OnceValues(func() (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -162,7 +163,11 @@ var vncedgeBinary = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "vncedge")
-	cmd := exec.Command(goTool, "build", "-o", bin, "./cmd/vncedge")
+	ldflags, err := makeLDFlags(testVersion, testCommit)
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(goTool, "build", "-ldflags", ldflags, "-o", bin, "./cmd/vncedge")
 	cmd.Dir = ".."
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", errors.New("go build ./cmd/vncedge: " + err.Error() + "\n" + string(out))
@@ -204,13 +209,13 @@ func checkConfig(t *testing.T, config, tokens string) {
 func TestExampleConfigsAreAccepted(t *testing.T) {
 	checkConfig(t, "systemd/vncedge.yaml", "vm1: 192.168.100.3:5901\n")
 
-	// The Kubernetes ConfigMaps: the config file and the token file.
+	// Kubernetes: the config file (a ConfigMap) and the token file (a Secret).
 	cfg := dig(t, kubeObject(t, "configmap.yaml", "ConfigMap", "vncedge-config"), "data", "vncedge.yaml").(string)
 	path := filepath.Join(t.TempDir(), "vncedge.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tokens := dig(t, kubeObject(t, "configmap.yaml", "ConfigMap", "vncedge-tokens"), "data", "tokens").(string)
+	tokens := dig(t, kubeObject(t, "tokens.yaml", "Secret", "vncedge-tokens"), "stringData", "tokens").(string)
 	checkConfig(t, path, tokens)
 
 	// And --check does reject a bad file, so the two checks above mean something.
@@ -330,11 +335,11 @@ func TestProbesAndPorts(t *testing.T) {
 	for _, p := range dig(t, c, "ports").([]any) {
 		ports[dig(t, p, "name").(string)] = dig(t, p, "containerPort").(int)
 	}
-	if ports["ws"] != 6080 || ports["admin"] != 9090 {
+	if ports["ws"] != 6080 || ports["admin"] != 6089 {
 		t.Errorf("container ports %v", ports)
 	}
 	cfg := dig(t, kubeObject(t, "configmap.yaml", "ConfigMap", "vncedge-config"), "data", "vncedge.yaml").(string)
-	if !strings.Contains(cfg, "admin: 0.0.0.0:9090") {
+	if !strings.Contains(cfg, "admin: 0.0.0.0:6089") {
 		t.Error("the pod's admin listener must listen on 0.0.0.0 for the probes")
 	}
 	np := kubeObject(t, "networkpolicy.yaml", "NetworkPolicy", "vncedge")
@@ -344,8 +349,8 @@ func TestProbesAndPorts(t *testing.T) {
 			allowed = append(allowed, dig(t, p, "port").(int))
 		}
 	}
-	if len(allowed) != 2 || allowed[0] != 6080 || allowed[1] != 9090 {
-		t.Errorf("NetworkPolicy ingress ports %v, want [6080 9090]", allowed)
+	if len(allowed) != 2 || allowed[0] != 6080 || allowed[1] != 6089 {
+		t.Errorf("NetworkPolicy ingress ports %v, want [6080 6089]", allowed)
 	}
 	sm := kubeObject(t, "servicemonitor.yaml", "ServiceMonitor", "vncedge")
 	if dig(t, sm, "spec", "endpoints", 0, "path") != "/metrics" || dig(t, sm, "spec", "endpoints", 0, "port") != "admin" {
@@ -484,7 +489,7 @@ func TestSysctlKeysExist(t *testing.T) {
 		}
 	}
 	for _, key := range []string{
-		"fs.file-max", "fs.nr_open", "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
+		"net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
 		"net.ipv4.ip_local_port_range", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_fin_timeout",
 		"net.core.netdev_max_backlog", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem",
 	} {
@@ -492,14 +497,19 @@ func TestSysctlKeysExist(t *testing.T) {
 			t.Errorf("99-vncedge.conf does not set %s", key)
 		}
 	}
-	// The unit's LimitNOFILE must fit under fs.nr_open.
-	nrOpen, _ := strconv.Atoi(values["fs.nr_open"])
+	// The unit's LimitNOFILE must fit under fs.nr_open: the file's value if
+	// it sets one, else the kernel's.
+	nrOpenText := values["fs.nr_open"]
+	if nrOpenText == "" {
+		nrOpenText = strings.TrimSpace(read(t, "/proc/sys/fs/nr_open"))
+	}
+	nrOpen, _ := strconv.Atoi(nrOpenText)
 	limit, _ := strconv.Atoi(setting(t, "systemd/vncedge.service", "LimitNOFILE"))
 	if limit > nrOpen {
 		t.Errorf("LimitNOFILE %d exceeds fs.nr_open %d", limit, nrOpen)
 	}
 	// vncedge's own ports stay out of the ephemeral range.
-	for _, p := range []string{"6080", "9090"} {
+	for _, p := range []string{"6080", "6089"} {
 		if !strings.Contains(","+values["net.ipv4.ip_local_reserved_ports"]+",", ","+p+",") {
 			t.Errorf("ip_local_reserved_ports lacks %s", p)
 		}
@@ -517,7 +527,7 @@ func TestDockerfile(t *testing.T) {
 	if !strings.Contains(final, "distroless/static") && final != "scratch" {
 		t.Errorf("final stage %s is neither distroless/static nor scratch", final)
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "./cmd/vncedge", "EXPOSE 6080 9090", "STOPSIGNAL SIGTERM"} {
+	for _, want := range []string{"CGO_ENABLED=0", "./cmd/vncedge", "EXPOSE 6080 6089", "STOPSIGNAL SIGTERM"} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile lacks %s", want)
 		}

@@ -83,6 +83,8 @@ type Config struct {
 
 	// Pprof exposes net/http/pprof on the admin listener.
 	Pprof bool
+	// Build names the binary in vncedge_build_info.
+	Build Build
 	// Logger receives one line per session open and close; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -132,7 +134,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:             "0.0.0.0:6080",
-		Admin:              "127.0.0.1:9090",
+		Admin:              "127.0.0.1:6089",
 		HandshakeTimeout:   10 * time.Second,
 		ConnectTimeout:     5 * time.Second,
 		IdleTimeout:        0,

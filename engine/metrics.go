@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"io"
+	"runtime"
+	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -73,9 +77,160 @@ func newServerMetrics() *serverMetrics {
 	return m
 }
 
+// Build names the running binary in vncedge_build_info. cmd/vncedge fills
+// it from the version stamped at link time; an empty field is exported as
+// "unknown", so the series always exists and a dashboard can join on it.
+type Build struct {
+	Version string // `git describe --tags --always --dirty`, e.g. v0.3.0-4-gabc1234
+	Commit  string // full commit hash
+}
+
+// registerServer adds the series that describe the server rather than its
+// traffic: what binary runs, and the configured limits, so capacity alerts
+// compare usage with the limit in force instead of a number copied into the
+// alert. The limit gauges read the server's settings on every scrape.
+func (m *serverMetrics) registerServer(s *Server) {
+	b := s.cfg.Build
+	m.set.NewGauge(fmt.Sprintf(`vncedge_build_info{version=%q,commit=%q,go=%q}`,
+		labelValue(b.Version), labelValue(b.Commit), labelValue(runtime.Version())), func() float64 { return 1 })
+	m.set.NewGauge("vncedge_limit_max_sessions", func() float64 { return float64(s.cfg.MaxSessions) })
+	m.set.NewGauge("vncedge_limit_max_sessions_per_upstream", func() float64 { return float64(s.cfg.MaxSessionsPerVM) })
+	m.set.NewGauge("vncedge_limit_max_frame_bytes", func() float64 { return float64(s.cfg.MaxFrame) })
+	m.set.NewGauge("vncedge_limit_max_buffered_bytes", func() float64 { return float64(s.cfg.MaxBuffered) })
+	m.set.NewGauge("vncedge_limit_max_pending_setups", func() float64 { return float64(cap(s.setups)) })
+	m.set.NewGauge("vncedge_limit_max_sessions_per_ip", func() float64 { return float64(s.cfg.MaxSessionsPerIP) })
+	m.set.NewGauge("vncedge_limit_max_upgrades_per_ip_per_second", func() float64 { return s.cfg.UpgradeRate })
+	// s.maxHandshakes, not the flag: 0 there means a quarter of the descriptors.
+	m.set.NewGauge("vncedge_limit_max_handshakes", func() float64 { return float64(s.maxHandshakes) })
+	m.set.NewGauge("vncedge_limit_max_handshakes_per_ip", func() float64 { return float64(s.cfg.MaxHandshakesPerIP) })
+	m.set.NewGauge("vncedge_limit_memory_budget_bytes", func() float64 { return float64(s.cfg.MemoryBudget) })
+}
+
+// labelValue keeps a build string to the characters a version or commit is
+// made of, so a stray quote or newline from a build script can neither
+// break the exposition nor make the metrics library panic on the name.
+func labelValue(v string) string {
+	if v == "" {
+		return "unknown"
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune(".-+_~/()", r):
+			return r
+		}
+		return '_'
+	}, v)
+}
+
+// metricHelp is the HELP text of each family the engine exports (docs/metrics.md
+// says the same at more length; a test keeps the two in step).
+func metricHelp(family string) string {
+	switch family {
+	case "vncedge_sessions_active":
+		return "Sessions past the WebSocket upgrade and not yet closed."
+	case "vncedge_sessions_opened_total":
+		return "Sessions that started relaying."
+	case "vncedge_sessions_closed_total":
+		return "Sessions that ended, by reason."
+	case "vncedge_upgrades_failed_total":
+		return "WebSocket upgrades that never became sessions, by reason."
+	case "vncedge_connections_open":
+		return "Browser sockets open, including those still in their HTTP request."
+	case "vncedge_relayed_bytes_total":
+		return "WebSocket payload bytes relayed, by direction."
+	case "vncedge_upstream_dial_duration_seconds":
+		return "Time to connect to the VNC server."
+	case "vncedge_session_duration_seconds":
+		return "Lifetime of sessions that ended."
+	case "vncedge_backpressure_pauses_total":
+		return "Times one side of a session stopped being read because the other side fell behind."
+	case "vncedge_static_responses_total":
+		return "Static file responses on the listen port."
+	case "vncedge_reloads_total":
+		return "Reloads (SIGHUP) attempted."
+	case "vncedge_reload_errors_total":
+		return "Reloads that failed; the previous routing stays in use."
+	case "vncedge_log_lines_dropped_total":
+		return "Log lines dropped because the log writer fell behind."
+	case "vncedge_pending_setups":
+		return "Route lookups and VNC server dials in flight."
+	case "vncedge_panics_total":
+		return "Panics recovered while handling one connection (a bug: that connection was dropped)."
+	case "vncedge_upstreams_active":
+		return "Distinct VNC servers with at least one session."
+	case "vncedge_draining":
+		return "1 while the server drains for shutdown, else 0."
+	case "vncedge_build_info":
+		return "Always 1; the labels name the running binary."
+	case "vncedge_limit_max_sessions":
+		return "Configured --max-sessions (0: no limit)."
+	case "vncedge_limit_max_sessions_per_upstream":
+		return "Configured --max-sessions-per-upstream (0: no limit)."
+	case "vncedge_limit_max_frame_bytes":
+		return "Configured --max-frame in bytes (0: no limit)."
+	case "vncedge_limit_max_buffered_bytes":
+		return "Configured --max-buffered in bytes per session and direction (0: no limit)."
+	case "vncedge_limit_max_sessions_per_ip":
+		return "Configured --max-sessions-per-ip (0: no limit)."
+	case "vncedge_limit_max_upgrades_per_ip_per_second":
+		return "Configured --max-upgrades-per-ip as a rate per second (0: no limit)."
+	case "vncedge_limit_max_handshakes":
+		return "Connections not yet relaying that may be open at once (--max-handshakes, or a quarter of the descriptors)."
+	case "vncedge_limit_max_handshakes_per_ip":
+		return "Configured --max-handshakes-per-ip (0: no limit)."
+	case "vncedge_handshakes_active":
+		return "Connections not yet relaying: HTTP requests, static files, setups."
+	case "vncedge_connections_shed_total":
+		return "Connections refused at accept, before any byte was read, by reason."
+	case "vncedge_descriptors_used":
+		return "File descriptors the engine holds for connections (its budget's use)."
+	case "vncedge_descriptors_limit":
+		return "The engine's descriptor budget, from RLIMIT_NOFILE."
+	case "vncedge_accept_errors_total":
+		return "Errors from accepting a connection (the listener goes on)."
+	case "vncedge_enroll_errors_total":
+		return "Sockets that could not be handed to an event loop (the connection was closed)."
+	case "vncedge_log_lines_suppressed_total":
+		return "Repeated log lines left out by sampling (floods of the same refusal)."
+	case "vncedge_queued_bytes":
+		return "Bytes queued for slow or stalled peers in all sessions together."
+	case "vncedge_memory_budget_sheds_total":
+		return "Sessions closed (1008) because the queues of all sessions went over --memory-budget."
+	case "vncedge_limit_memory_budget_bytes":
+		return "Configured --memory-budget in bytes (0: no limit)."
+	case "vncedge_limit_max_pending_setups":
+		return "Route lookups and dials that may run at once; more get 503 (reason capacity)."
+	}
+	return ""
+}
+
 // writePrometheus writes the engine's series plus process and Go runtime
-// metrics in Prometheus text format.
+// metrics in Prometheus text format. HELP and TYPE lines appear when the
+// program turned them on with metrics.ExposeMetadata (a switch of the whole
+// process, so cmd/vncedge sets it once in main, not each Server); the
+// library writes HELP lines without text, so the engine's own families get
+// theirs from metricHelp here.
 func (m *serverMetrics) writePrometheus(w io.Writer) {
-	m.set.WritePrometheus(w)
+	var buf bytes.Buffer
+	m.set.WritePrometheus(&buf)
+	bw := bufio.NewWriter(w)
+	for rest := buf.Bytes(); len(rest) > 0; {
+		line, tail, _ := bytes.Cut(rest, []byte("\n"))
+		rest = tail
+		bw.Write(line)
+		if family, ok := bytes.CutPrefix(line, []byte("# HELP ")); ok && bytes.IndexByte(family, ' ') < 0 {
+			if h := metricHelp(string(family)); h != "" {
+				bw.WriteByte(' ')
+				bw.WriteString(h)
+			}
+		}
+		bw.WriteByte('\n')
+	}
+	bw.Flush()
 	metrics.WriteProcessMetrics(w)
+	// process_open_fds and process_max_fds: every session holds two or three
+	// descriptors, so this is the capacity figure operators alert on. It
+	// lists /proc/self/fd (a few ms at 100,000 descriptors), on the admin
+	// goroutine, once per scrape.
+	metrics.WriteFDMetrics(w)
 }

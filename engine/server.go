@@ -129,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.site.Store(site)
 	}
+	s.met.registerServer(s)
 	s.met.set.NewGauge("vncedge_queued_bytes", func() float64 { return float64(s.queuedTotal()) })
 	s.maxHandshakes = cfg.MaxHandshakes
 	s.met.set.NewGauge("vncedge_handshakes_active", func() float64 { return float64(s.handshakes.Load()) })

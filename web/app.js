@@ -15,15 +15,20 @@
 //   view_only   1 sends no keys or pointer events
 //   shared      0 asks the server to disconnect other viewers (default 1)
 //   logging     noVNC core log level: error | warn | info | debug
+//   reconnect   0 never reconnects by itself (default 1: after 1001 or a lost connection, with
+//               backoff; reconnect.js says exactly when)
 //
-// For tests and scripts: <body data-state> is idle, connecting, connected, disconnected or failed;
-// <body data-reason> and window.vncedgeViewer.reason hold the last reason; window.rfb is the session.
+// For tests and scripts: <body data-state> is idle, connecting, connected, reconnecting,
+// disconnected or failed; <body data-reason> and window.vncedgeViewer.reason hold the last reason;
+// window.vncedgeViewer.reconnect holds {attempt, atMs} while a reconnect is pending; window.rfb is
+// the session.
 import RFB from './core/rfb.js';
 import { initLogging } from './core/util/logging.js';
+import { backoffMs, shouldReconnect } from './reconnect.js';
 
 const params = readParams();
 const $ = (id) => document.getElementById(id);
-const viewer = { url: '', reason: '', close: null, desktopName: '' };
+const viewer = { url: '', reason: '', close: null, desktopName: '', reconnect: null };
 window.vncedgeViewer = viewer;
 
 function readParams() {
@@ -61,7 +66,7 @@ function setState(state, text) {
     document.body.dataset.state = state;
     $('status').textContent = text;
     const live = state === 'connecting' || state === 'connected';
-    $('connect').textContent = live ? 'Disconnect' : 'Connect';
+    $('connect').textContent = state === 'reconnecting' ? 'Cancel' : live ? 'Disconnect' : 'Connect';
     $('cad').disabled = state !== 'connected';
     if (state !== 'connecting') {
         $('credentials').classList.remove('visible');
@@ -97,8 +102,45 @@ function describeClose(c, opened) {
 let rfb = null;
 let userDisconnect = false;
 let credentials = {};
+// Reconnecting: retries made in a row, whether a session was ever up on this page, and the
+// pending timers (the retry itself and the once-a-second countdown on screen).
+let attempt = 0;
+let everConnected = false;
+let retryTimer = null;
+let countdownTimer = null;
 
-function connect() {
+function cancelReconnect() {
+    clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
+    retryTimer = countdownTimer = null;
+    viewer.reconnect = null;
+}
+
+// scheduleReconnect says on screen why the session ended and when the next try is, counting
+// down, and connects again when the time is up.
+function scheduleReconnect(reason) {
+    const delay = backoffMs(attempt);
+    const at = Date.now() + delay;
+    attempt++;
+    viewer.reconnect = { attempt, atMs: at };
+    const show = () => {
+        const s = Math.max(1, Math.ceil((at - Date.now()) / 1000));
+        setState('reconnecting', 'Disconnected: ' + reason + '; reconnecting in ' + s + ' s\u2026' +
+            (attempt > 1 ? ' (attempt ' + attempt + ')' : ''));
+    };
+    show();
+    countdownTimer = setInterval(show, 1000);
+    retryTimer = setTimeout(() => {
+        cancelReconnect();
+        connect({ retry: true });
+    }, delay);
+}
+
+function connect({ retry = false } = {}) {
+    cancelReconnect();
+    if (!retry) {
+        attempt = 0;
+    }
     userDisconnect = false;
     setReason('');
     viewer.close = null;
@@ -130,6 +172,8 @@ function connect() {
     rfb.viewOnly = flag('view_only', false);
 
     rfb.addEventListener('connect', () => {
+        attempt = 0;
+        everConnected = true;
         setState('connected', 'Connected' + (viewer.desktopName ? ' to ' + viewer.desktopName : ''));
         rfb.focus();
     });
@@ -163,6 +207,15 @@ function connect() {
         }
         setReason(reason);
         rfb = null;
+        const c = viewer.close || { code: 1006, reason: '' };
+        const decision = shouldReconnect({
+            code: c.code, reason: c.reason, opened, everConnected,
+            userClosed: userDisconnect, securityFailure: securityReason !== '', attempt,
+        });
+        if (decision.reconnect && flag('reconnect', true)) {
+            scheduleReconnect(reason);
+            return;
+        }
         if (e.detail.clean && !securityReason) {
             setState('disconnected', 'Disconnected: ' + reason);
         } else {
@@ -187,6 +240,9 @@ $('connect').addEventListener('click', () => {
     if (rfb) {
         userDisconnect = true;
         rfb.disconnect();
+    } else if (viewer.reconnect) {
+        cancelReconnect();
+        setState('disconnected', 'Disconnected: ' + viewer.reason + ' (reconnect cancelled)');
     } else {
         connect();
     }

@@ -19,7 +19,7 @@ const { version } = JSON.parse(readFileSync(join(novnc, 'package.json'), 'utf8')
 
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
-for (const f of ['vnc.html', 'app.js', 'index.html']) {
+for (const f of ['vnc.html', 'app.js', 'reconnect.js', 'index.html']) {
     cpSync(join(here, f), join(out, f));
 }
 cpSync(join(novnc, 'core'), join(out, 'core'), { recursive: true });

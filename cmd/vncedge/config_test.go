@@ -20,7 +20,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if !reflect.DeepEqual(o, defaultOptions()) {
 		t.Errorf("no flags:\n got %+v\nwant %+v", o, defaultOptions())
 	}
-	if o.engine.Listen != "0.0.0.0:6080" || o.engine.Admin != "127.0.0.1:9090" || o.tokenPath != "/websockify" {
+	if o.engine.Listen != "0.0.0.0:6080" || o.engine.Admin != "127.0.0.1:6089" || o.tokenPath != "/websockify" {
 		t.Errorf("contract defaults changed: listen %q admin %q token-path %q",
 			o.engine.Listen, o.engine.Admin, o.tokenPath)
 	}
@@ -454,7 +454,7 @@ func TestHelpMentionsEveryFlag(t *testing.T) {
 		}
 	})
 	for _, want := range []string{
-		"--help", "Repeatable", "Default: 0.0.0.0:6080", "Default: 127.0.0.1:9090", "Default: /websockify",
+		"--help", "Repeatable", "Default: 0.0.0.0:6080", "Default: 127.0.0.1:6089", "Default: /websockify",
 		"Default: 10s", "Default: 16MiB", "Default: 2s", "Examples:", "Precedence", "SIGHUP", "SIGTERM",
 	} {
 		if !strings.Contains(help, want) {

@@ -67,7 +67,8 @@ Listeners:
 	opt("--listen ADDR", str(e.Listen), "WebSocket upgrades and static files.")
 	opt("--admin ADDR", str(e.Admin),
 		`/metrics, /healthz, /readyz (and /debug/pprof/ with --pprof); "" turns it off.`,
-		"Keep it on a private address: it is not authenticated.")
+		"Keep it on a private address: it is not authenticated. Port 6089 sits",
+		"next to the listen port's 6080 and clear of Prometheus's own 9090.")
 	opt("--loops N", strconv.Itoa(e.Loops)+" (one per CPU)", "Event loops.")
 	opt("--web DIR", str(e.WebDir), "Serve static files (the noVNC client) from DIR on the listen port.")
 	opt("--pprof", strconv.FormatBool(e.Pprof), "Expose /debug/pprof/ on the admin listener.")

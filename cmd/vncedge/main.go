@@ -11,17 +11,34 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"vncedge/engine"
 	"vncedge/routing"
 )
 
+// version and commit are stamped at link time by the Makefile and the
+// container build (-ldflags "-X main.version=... -X main.commit=..."); -X
+// can only set package-level strings, so these two are the one exception to
+// the project's no-mutable-globals rule, and nothing writes them at run time.
+var (
+	version string
+	commit  string
+)
+
 func main() {
+	// HELP and TYPE lines on /metrics, so Prometheus stores every series
+	// with its type. The library has one switch for the whole process (it
+	// also governs process_* and go_* metrics), so the program sets it once
+	// here rather than each engine.Server, which may share a process with
+	// other metric sets in tests and embeddings.
+	metrics.ExposeMetadata(true)
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, signals))
@@ -207,6 +224,7 @@ func shutdownExit(shutdownErr, serveErr error, logger *slog.Logger) int {
 func buildConfig(opts options, logger *slog.Logger) (engine.Config, *routing.TokenFile, error) {
 	cfg := opts.engine
 	cfg.Logger = logger
+	cfg.Build = buildInfo()
 	var sources []routing.Source
 	var tokens *routing.TokenFile
 	if opts.tokenFile != "" {
@@ -240,31 +258,48 @@ func newLogger(w io.Writer, opts options) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, ho))
 }
 
-// versionString reports what the Go toolchain recorded at build time: the
-// module version and, when built from a git checkout, the commit.
-func versionString() string {
+// buildInfo names this binary: the version and commit stamped at link time,
+// else what the Go toolchain recorded (a module version for `go install`,
+// the VCS revision for a build inside a git checkout).
+func buildInfo() engine.Build {
+	b := engine.Build{Version: version, Commit: commit}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "vncedge (unknown build)"
+		return b
 	}
-	v := info.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, modified string
+	var rev, dirty string
 	for _, s := range info.Settings {
 		switch s.Key {
 		case "vcs.revision":
 			rev = s.Value
 		case "vcs.modified":
 			if s.Value == "true" {
-				modified = "+dirty"
+				dirty = "-dirty"
 			}
 		}
 	}
-	parts := []string{"vncedge", v}
-	if rev != "" {
-		parts = append(parts, rev[:min(12, len(rev))]+modified)
+	if b.Commit == "" {
+		b.Commit = rev
 	}
-	return strings.Join(append(parts, info.GoVersion), " ")
+	if b.Version == "" {
+		b.Version = info.Main.Version
+		if (b.Version == "" || b.Version == "(devel)") && rev != "" {
+			b.Version = rev[:min(12, len(rev))] + dirty
+		}
+	}
+	return b
+}
+
+// versionString is what --version prints and the start-up log line
+// carries: version, commit and Go toolchain, each always present.
+func versionString() string {
+	b := buildInfo()
+	v, c := b.Version, b.Commit
+	if v == "" {
+		v = "(devel)"
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	return fmt.Sprintf("vncedge %s (commit %s, %s)", v, c, runtime.Version())
 }
