@@ -72,7 +72,14 @@ func (ls *loopState) enforceBudget(mine int64) {
 	}
 	var big []queued
 	ls.sessions.each(func(s *session) {
-		if n := s.queuedBytes(); n > 0 && s.state == stRelaying {
+		n := s.queuedBytes()
+		switch {
+		case n == 0:
+		case s.state == stClosing && s.browser.c != nil:
+			// Shed already, or ending: its linger is a luxury now.
+			share -= n
+			_ = s.browser.c.Close()
+		case s.state == stRelaying:
 			big = append(big, queued{s, n})
 		}
 	})

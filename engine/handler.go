@@ -134,7 +134,9 @@ func (s *Server) recovered(r any, c gnet.Conn) {
 	case *httpConn:
 		attrs = append(attrs, "client", x.remote)
 	case *connRef:
-		attrs = append(attrs, "session", x.s.id, "client", x.s.remote, "vm_side", x.vm)
+		if x.s != nil { // a handler of a panic must not panic itself
+			attrs = append(attrs, "session", x.s.id, "client", x.s.remote, "vm_side", x.vm)
+		}
 	}
 	s.log.Error("panic in connection handler, connection dropped", attrs...)
 }

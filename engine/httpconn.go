@@ -36,8 +36,9 @@ type httpConn struct {
 	deadline  int64 // reading: when the request head must be complete
 	// A response not yet written holds back the next pipelined request
 	// (waiting), and its bytes count in Server.staticQueued (queued).
-	waiting bool
-	queued  int64
+	waiting  bool
+	queued   int64
+	progress int64 // waiting: when the response last moved
 }
 
 // newHTTPConn starts tracking a socket the loop just accepted; it holds
@@ -148,7 +149,7 @@ func (h *httpConn) onTraffic(c gnet.Conn) gnet.Action {
 			}
 			h.armDeadline() // keep-alive: the next request gets a fresh deadline
 			if c.OutboundBuffered() > 0 {
-				h.waiting = true
+				h.waiting, h.progress = true, srv.now()
 				h.account()
 				h.ls.wait(h)
 			}
@@ -269,11 +270,19 @@ func (h *httpConn) closeAfterResponse() {
 	}
 }
 
-// checkDeadline runs from the loop's sweep.
+// checkDeadline runs from the loop's sweep. A response being written has
+// no overall deadline (a big file to a slow link takes what it takes), but
+// it must keep moving: no progress for HandshakeTimeout ends it.
 func (h *httpConn) checkDeadline(now int64) {
+	stall := int64(h.srv.cfg.HandshakeTimeout)
 	switch {
 	case h.closing:
 		h.browser.expireClose(now)
+	case h.waiting:
+		if stall > 0 && now-h.progress > stall && h.browser.c != nil {
+			h.srv.logSampled(&h.srv.rejectLog, slog.LevelInfo, "static response stalled", slog.String("client", h.remote))
+			_ = h.browser.c.Close()
+		}
 	case h.deadline > 0 && now > h.deadline:
 		h.reject(rejectTimeout, "request head not complete within the handshake timeout")
 	}
@@ -285,11 +294,16 @@ func (h *httpConn) pollWaiting() bool {
 		return false
 	}
 	if h.waiting {
+		before := h.queued
 		h.account()
+		if h.queued < before {
+			h.progress = h.srv.now()
+		}
 		if c.OutboundBuffered() > 0 {
 			return true
 		}
 		h.waiting = false
+		h.armDeadline() // the next request's time starts when this response is out
 		if c.InboundBuffered() > 0 {
 			_ = c.Wake(nil) // the requests that were pipelined meanwhile
 		}

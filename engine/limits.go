@@ -147,7 +147,7 @@ func descriptorBudget(reserve int) int64 {
 	if reserve <= 0 {
 		reserve = int(max(128, n/20))
 	}
-	return max(n-int64(reserve), 16)
+	return max(n-int64(reserve), 0)
 }
 
 // take counts n more descriptors, or refuses when they would not fit.

@@ -111,7 +111,9 @@ func (srv *Server) admit(c *net.TCPConn) {
 		srv.met.connectionsShed[why].Inc()
 		srv.logSampled(&srv.shedLog, slog.LevelWarn, "connection refused", slog.String("client", c.RemoteAddr().String()),
 			slog.String("reason", why.String()))
-		_ = c.SetWriteDeadline(time.Now())
+		// A fresh socket's send buffer is empty, so this never waits; the
+		// deadline only guards against the impossible.
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = c.Write(shedResponse)
 		_ = c.Close()
 		return

@@ -214,6 +214,10 @@ func (s *Server) Serve() error {
 	go ln.run()
 	s.log.Info("vncedge listening", "listen", addr, "admin", s.AdminAddr(),
 		"descriptor_budget", s.fds.limit, "max_handshakes", s.maxHandshakes)
+	if s.fds.limit < 64 {
+		s.log.Warn("descriptor budget is tiny: raise the open files limit (ulimit -n, LimitNOFILE=) or lower --fd-reserve",
+			"descriptor_budget", s.fds.limit)
+	}
 	<-s.stop
 	_ = ln.ln.Close()
 	err = cli.Stop()
