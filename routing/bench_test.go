@@ -1,8 +1,6 @@
 package routing
 
 import (
-	"context"
-	"fmt"
 	"strings"
 	"testing"
 )
@@ -30,19 +28,3 @@ func BenchmarkClassify(b *testing.B) {
 	}
 }
 
-func BenchmarkTokenFileLookup(b *testing.B) {
-	var sb strings.Builder
-	for i := range 10000 {
-		fmt.Fprintf(&sb, "tok%06d: 10.%d.%d.%d:5901\n", i, i>>16&255, i>>8&255, i&255)
-	}
-	tf, _ := tempTokenFile(b, sb.String())
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := tf.Lookup(ctx, "tok004242"); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}

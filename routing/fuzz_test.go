@@ -39,9 +39,9 @@ func FuzzClassify(f *testing.F) {
 		}
 		switch rt.Kind {
 		case KindPath:
-			ap, err := netip.ParseAddrPort(rt.Target)
-			if err != nil || ap.Addr().Is4In6() || ap.Addr().Zone() != "" || ap.String() != rt.Target {
-				t.Fatalf("Classify(%q) target %q not normalised", uri, rt.Target)
+			ap := rt.Addr
+			if !ap.IsValid() || ap.Addr().Is4In6() || ap.Addr().Zone() != "" || ap.Port() == 0 {
+				t.Fatalf("Classify(%q) target %v not normalised", uri, rt.Addr)
 			}
 			if err := r.allow.Check(ap); err != nil {
 				t.Fatalf("Classify(%q) passed a target the allow-list refuses: %v", uri, err)
@@ -62,6 +62,9 @@ func FuzzParseTokenFile(f *testing.F) {
 		"v6: fd00::1:5901\r\nv6b: [fd00::2]:5902\r",
 		"bad\nalso bad: x\na: b: c\n: 1.2.3.4:5\nz: 1.2.3.4:0\n",
 		"\ufeffa: 10.0.0.1:05901\x1f\n", "a: [1.2.3.4]:5901", "t: fe80::1%eth0:5901", "\xff: 1.1.1.1:1",
+		"o: 10.0.0.1:5901 view-only record tls password-file=vm.pass\n",
+		"u: unix:/run/vnc/vm1.sock view-only\n", "u: unix:relative\nd: 1.1.1.1:1 view-only view-only\n",
+		"x: 1.1.1.1:1 view-only=1\ny: 1.1.1.1:1 password-file=\nz: 1.1.1.1:1 # c\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -74,24 +77,44 @@ func FuzzParseTokenFile(f *testing.F) {
 				t.Fatalf("bad error %v", err)
 			}
 		}
-		for tok, hp := range m {
+		for tok, e := range m {
 			if tok == "" || strings.TrimFunc(tok, isPySpace) != tok || !utf8.ValidString(tok) || strings.Contains(tok, ": ") {
 				t.Fatalf("token %q", tok)
 			}
-			host, port, err := net.SplitHostPort(hp)
-			if err != nil {
-				t.Fatalf("target %q: %v", hp, err)
+			if e.Line < 1 || e.Line > lines || e.Password != "" {
+				t.Fatalf("entry %+v", e)
 			}
-			if _, err := parsePort(port); err != nil {
-				t.Fatalf("target %q: %v", hp, err)
+			if path, ok := strings.CutPrefix(e.Target, "unix:"); ok {
+				if checkUnixPath(path) != nil {
+					t.Fatalf("target %q: bad unix path", e.Target)
+				}
+			} else {
+				host, port, err := net.SplitHostPort(e.Target)
+				if err != nil {
+					t.Fatalf("target %q: %v", e.Target, err)
+				}
+				if _, err := parsePort(port); err != nil {
+					t.Fatalf("target %q: %v", e.Target, err)
+				}
+				if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
+					t.Fatalf("target %q: bad host", e.Target)
+				}
 			}
-			if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
-				t.Fatalf("target %q: bad host", hp)
+			// The normalised form, with its options, parses back to itself.
+			line := "x: " + e.Target
+			for opt, on := range map[string]bool{"view-only": e.ViewOnly, "record": e.Record, "tls": e.TLS} {
+				if on {
+					line += " " + opt
+				}
 			}
-			// The normalised form parses back to itself.
-			m2, errs2 := ParseTokenFile([]byte("x: " + hp))
-			if len(errs2) != 0 || m2["x"] != hp {
-				t.Fatalf("target %q does not round-trip: %v %v", hp, m2, errs2)
+			if e.PasswordFile != "" {
+				line += " password-file=" + e.PasswordFile
+			}
+			m2, errs2 := ParseTokenFile([]byte(line))
+			back := m2["x"]
+			back.Line = e.Line
+			if len(errs2) != 0 || back != e {
+				t.Fatalf("entry %+v does not round-trip: %+v %v", e, m2, errs2)
 			}
 		}
 	})
