@@ -27,4 +27,3 @@ func BenchmarkClassify(b *testing.B) {
 		})
 	}
 }
-

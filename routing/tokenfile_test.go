@@ -94,7 +94,7 @@ func TestParseTokenFile(t *testing.T) {
 
 func TestParseTokenFileOptions(t *testing.T) {
 	data := strings.Join([]string{
-		"plain: 10.0.0.1:5901",                                       // 1
+		"plain: 10.0.0.1:5901", // 1
 		"all: 10.0.0.2:5901 view-only record tls password-file=a.pw", // 2
 		"tabs: 10.0.0.3:5901\tview-only\t\trecord",                   // 3
 		"sock: unix:/run/vnc/vm1.sock view-only",                     // 4
