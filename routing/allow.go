@@ -247,9 +247,9 @@ func specialRange(addr netip.Addr) (netip.Prefix, string, bool) {
 		return netip.PrefixFrom(addr, 128), "loopback", true
 	case addr == netip.IPv6Unspecified():
 		return netip.PrefixFrom(addr, 128), "unspecified", true
-	case addr.IsLinkLocalUnicast():
+	case a16[0] == 0xfe && a16[1]&0xc0 == 0x80: // fe80::/10 (netip's IsLinkLocalUnicast also unmaps)
 		return netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfe, 0x80}), 10), "link-local", true
-	case addr == netip.AddrFrom16([16]byte{0xfd, 0x00, 0x0e, 0xc2, 15: 0x54}):
+	case addr == netip.AddrFrom16([16]byte{0xfd, 0x00, 0x0e, 0xc2, 14: 0x02, 15: 0x54}):
 		return netip.PrefixFrom(addr, 128), "AWS metadata (IPv6)", true
 	}
 	// IPv6 forms that carry an IPv4 address, which a NAT64 gateway, a

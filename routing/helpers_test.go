@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -57,6 +58,9 @@ func addrString(ap netip.AddrPort) string {
 
 func newRouter(t testing.TB, cfg Config) *Router {
 	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -169,6 +169,10 @@ func (r *Router) lookup(ctx context.Context, token, hash string, fast bool, obs 
 	if fast {
 		return Grant{}, 0, ErrWouldBlock
 	}
+	// Off the loop there is no giving up any more: report the fast
+	// sources now, so the counts come in source order.
+	obs.flush()
+	obs.n = 0
 	if !r.slowShared {
 		res := r.slowChain(ctx, token, hash)
 		return res.g, res.src, res.err
