@@ -89,6 +89,10 @@ func NewRedisSource(cfg RedisConfig) (*RedisSource, error) {
 	}
 	s.where = u.Redacted()
 	q := u.Query()
+	// Deadlines come from the lookup's context (ContextTimeoutEnabled), and
+	// one dial attempt per try (go-redis' default is five, 100ms apart): a
+	// refused connection must fail the lookup fast with 503, not use up its
+	// timeout. dialer_retries= in the URL still overrides.
 	switch {
 	case q.Has("master_name"):
 		opt, err := redis.ParseFailoverURL(cfg.URL)
@@ -96,6 +100,7 @@ func NewRedisSource(cfg RedisConfig) (*RedisSource, error) {
 			return nil, fmt.Errorf("redis URL (Sentinel): %w", err)
 		}
 		opt.ContextTimeoutEnabled = true
+		opt.DialerRetries = cmpOrInt(opt.DialerRetries, 1)
 		s.db, s.client = opt.DB, redis.NewFailoverClient(opt)
 	case q.Has("addr"):
 		opt, err := redis.ParseClusterURL(cfg.URL)
@@ -103,6 +108,7 @@ func NewRedisSource(cfg RedisConfig) (*RedisSource, error) {
 			return nil, fmt.Errorf("redis URL (Cluster): %w", err)
 		}
 		opt.ContextTimeoutEnabled = true
+		opt.DialerRetries = cmpOrInt(opt.DialerRetries, 1)
 		s.cluster, s.client = true, redis.NewClusterClient(opt)
 	default:
 		opt, err := redis.ParseURL(cfg.URL)
@@ -110,6 +116,7 @@ func NewRedisSource(cfg RedisConfig) (*RedisSource, error) {
 			return nil, fmt.Errorf("redis URL: %w", err)
 		}
 		opt.ContextTimeoutEnabled = true
+		opt.DialerRetries = cmpOrInt(opt.DialerRetries, 1)
 		s.db, s.client = opt.DB, redis.NewClient(opt)
 	}
 	return s, nil
@@ -131,9 +138,12 @@ func (s *RedisSource) Lookup(ctx context.Context, token string) (Grant, error) {
 		err error
 	)
 	if s.cfg.SingleUse {
+		// Marked before the command: its "del" notification may be read
+		// by the subscription before GETDEL's own answer is.
+		s.rememberConsumed(key)
 		val, err = s.client.GetDel(ctx, key).Result()
-		if err == nil {
-			s.rememberConsumed(key)
+		if err != nil {
+			s.takeConsumed(key)
 		}
 	} else {
 		val, err = s.client.Get(ctx, key).Result()
