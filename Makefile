@@ -10,7 +10,7 @@ DEMO_LISTEN ?= 127.0.0.1:6080
 DEMO_ADMIN ?= 127.0.0.1:9090
 DEMO_VM ?= 127.0.0.2:5901
 FUZZTIME ?= 20s
-E2E_APT := chromium tigervnc-standalone-server tigervnc-tools x11-xserver-utils websockify novnc haproxy nginx-light
+E2E_APT := chromium tigervnc-standalone-server tigervnc-tools x11-xserver-utils websockify novnc haproxy nginx-light redis-server
 
 .PHONY: all build web demo test check vet fmt-check unit e2e deps go-deps e2e-deps bench fuzz clean
 
