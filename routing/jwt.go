@@ -22,8 +22,11 @@ type JWTConfig struct {
 }
 
 // JWTSource grants signed tokens (JWS compact form): the token itself
-// carries the grant in its claims, and the key file verifies it. Lookup is
-// CPU only (NonBlocking). Claims (CONTRACT.md): host (string; "h:p",
+// carries the grant in its claims, and the key file verifies it. Lookup
+// does no I/O, but it is not NonBlocking: a signature check costs tens to
+// hundreds of microseconds with RSA or Ed25519 keys (BenchmarkResolve),
+// long enough to delay every other session on an event loop, so it runs on
+// a worker, and the Router's cache then answers a reused token on the loop. Claims (CONTRACT.md): host (string; "h:p",
 // "unix:/path", or a host with port), port (number or numeric string), exp
 // and nbf (honoured when present), jti (the single-use identity),
 // view_only, record, tls (booleans). A vnc_password claim is refused: the
@@ -54,9 +57,6 @@ func NewJWTSource(cfg JWTConfig) (*JWTSource, error) {
 
 // Name identifies the source in logs and metrics.
 func (s *JWTSource) Name() string { return "jwt" }
-
-// NonBlocking marks the source as never blocking.
-func (s *JWTSource) NonBlocking() {}
 
 // KeyKind says what kind of key verifies tokens ("HMAC", "RSA", "Ed25519",
 // "ECDSA P-256", ...), for the start-up log.

@@ -31,12 +31,11 @@ func (r *Router) Resolve(ctx context.Context, rt Route) (Target, error) {
 }
 
 // ResolveFast is Resolve for the event loop: it answers when no step needs
-// I/O (path routes; tokens of NonBlocking sources, or in the cache, whose
-// target is an IP literal or a unix: socket) and returns ErrWouldBlock
-// otherwise, having changed nothing: then call Resolve off the loop. It
-// saves the worker hop that issue 14 measured as setup cost. Signed tokens
-// cost a signature check here (HS256 about a microsecond, RS256 and EdDSA
-// some tens of microseconds).
+// I/O or heavy work (path routes; tokens of NonBlocking sources such as the
+// token file, or in the cache, whose target is an IP literal or a unix:
+// socket) and returns ErrWouldBlock otherwise, having changed nothing and
+// counted nothing: then call Resolve off the loop. It saves the worker hop
+// that issue 14 measured as setup cost.
 func (r *Router) ResolveFast(rt Route) (Target, error) {
 	switch rt.Kind {
 	case KindPath:

@@ -145,8 +145,11 @@ type Config struct {
 	// Sources are consulted in order; the first hit wins, and an error in
 	// one ends the lookup (a later source might map the token elsewhere).
 	// cmd/vncedge's order: token file, signed tokens, Redis, HTTP lookup:
-	// the sources that never block come first, so ResolveFast answers
-	// their tokens on the event loop.
+	// cheapest first. The token file never blocks, so ResolveFast answers
+	// its tokens on the event loop; signed tokens need no I/O and tell a
+	// token that is not theirs at a glance, so they go before the stores.
+	// The cache stands in front of the first source that is not
+	// NonBlocking.
 	Sources []TokenSource
 	// UnixDirs limits the unix: targets of sources other than the token
 	// file (Redis, signed tokens, HTTP lookup) to sockets inside these

@@ -107,8 +107,8 @@ Token routing:
   --token-cookie cookie). Sources are asked in this order, the first that
   knows the token wins, and a source that fails ends the lookup (503 when a
   store is down, 504 when it is too slow): --token-file, --token-jwt-key,
-  --token-redis, --token-http. The first two never block and are answered
-  on the event loop.
+  --token-redis, --token-http. Token-file tokens, and cached answers, are
+  resolved on the event loop; the rest on workers.
 `)
 	opt("--token-path PATH", d.tokenPath, "URL path of token routing.")
 	opt("--token-cookie NAME", str(d.tokenCookie),
