@@ -154,3 +154,36 @@ func TestResolveFileAllocs(t *testing.T) {
 		t.Errorf("ResolveFast of a path route: %v allocations, want at most 1 (the name)", n)
 	}
 }
+
+// BenchmarkResolveStores measures lookups through real stores on loopback:
+// a redis-server the benchmark starts, and an HTTP lookup service; with the
+// cache off (every resolve asks the store) and on.
+func BenchmarkResolveStores(b *testing.B) {
+	ctx := context.Background()
+	tf := benchTokenFile(b)
+	run := func(b *testing.B, src TokenSource, token string, cacheTTL time.Duration) {
+		r := newRouter(b, Config{Allow: []string{"10.0.0.0/8"}, Sources: []TokenSource{tf, src}, CacheTTL: cacheTTL})
+		rt := Route{Kind: KindToken, Token: token}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := r.Resolve(ctx, rt); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("redis", func(b *testing.B) {
+		srv := startRedis(b)
+		if err := srv.client().Set(ctx, "vm1", `{"host": "10.0.0.1", "port": 5901}`, 0).Err(); err != nil {
+			b.Fatal(err)
+		}
+		src := newRedis(b, RedisConfig{URL: srv.url()})
+		b.Run("uncached", func(b *testing.B) { run(b, src, "vm1", 0) })
+		b.Run("cached", func(b *testing.B) { run(b, src, "vm1", time.Hour) })
+	})
+	b.Run("http", func(b *testing.B) {
+		ls := newLookupService(b)
+		src := newHTTP(b, HTTPConfig{URL: ls.srv.URL})
+		b.Run("uncached", func(b *testing.B) { run(b, src, "plain", 0) })
+		b.Run("cached", func(b *testing.B) { run(b, src, "plain", time.Hour) })
+	})
+}

@@ -26,7 +26,7 @@ type lookupService struct {
 	slow  chan struct{}
 }
 
-func newLookupService(t *testing.T) *lookupService {
+func newLookupService(t testing.TB) *lookupService {
 	t.Helper()
 	ls := &lookupService{slow: make(chan struct{})}
 	ls.srv = httptest.NewUnstartedServer(http.HandlerFunc(ls.serve))
@@ -78,7 +78,7 @@ func (ls *lookupService) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func newHTTP(t *testing.T, cfg HTTPConfig) *HTTPSource {
+func newHTTP(t testing.TB, cfg HTTPConfig) *HTTPSource {
 	t.Helper()
 	s, err := NewHTTPSource(cfg)
 	if err != nil {

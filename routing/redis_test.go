@@ -22,7 +22,7 @@ import (
 // redisServer is a real redis-server (Debian package redis-server) on a
 // free 127.0.0.1 port with its own directory, stopped at cleanup.
 type redisServer struct {
-	t    *testing.T
+	t    testing.TB
 	bin  string
 	dir  string
 	port int
@@ -32,7 +32,7 @@ type redisServer struct {
 
 // startRedis starts redis-server, or skips when it is missing (and CI is
 // not set: under CI=true a missing binary fails the test).
-func startRedis(t *testing.T, args ...string) *redisServer {
+func startRedis(t testing.TB, args ...string) *redisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -47,7 +47,7 @@ func startRedis(t *testing.T, args ...string) *redisServer {
 	return s
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -132,7 +132,7 @@ func (s *redisServer) client() *redis.Client {
 	return c
 }
 
-func newRedis(t *testing.T, cfg RedisConfig) *RedisSource {
+func newRedis(t testing.TB, cfg RedisConfig) *RedisSource {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
