@@ -329,11 +329,20 @@ func (s *RedisSource) handle(m *redis.Message, ks string, ev storeEvents) {
 		return
 	}
 	key, ok := strings.CutPrefix(m.Channel, ks)
-	if !ok || (m.Payload != "del" && m.Payload != "expired") {
+	if !ok {
 		return
 	}
 	token, ok := strings.CutPrefix(key, s.cfg.Prefix)
 	if !ok || token == "" {
+		return
+	}
+	switch m.Payload {
+	case "del", "expired":
+	case "set":
+		// Delivered only with notify-keyspace-events "$" (or A).
+		ev.setInStore(token)
+		return
+	default:
 		return
 	}
 	if m.Payload == "del" && s.takeConsumed(key) {

@@ -534,3 +534,24 @@ func TestRedisKeyspaceCheck(t *testing.T) {
 		t.Errorf("globEscape = %q", got)
 	}
 }
+
+// TestRedisSetClearsNegativeCache: with "set" notifications on, a token
+// written after a miss is found at once, not after the cache TTL.
+func TestRedisSetClearsNegativeCache(t *testing.T) {
+	srv := startRedis(t, "--notify-keyspace-events", "KA")
+	c := srv.client()
+	ctx := context.Background()
+	src := newRedis(t, RedisConfig{URL: srv.url()})
+	r := newRouter(t, Config{Sources: []TokenSource{src}, CacheTTL: time.Hour})
+	runRouter(t, r)
+	waitSubscribed(t, c, DefaultRevokeChannel)
+	_, err := r.Resolve(ctx, Route{Kind: KindToken, Token: "late"})
+	wantError(t, err, http.StatusNotFound, ErrUnknownToken)
+	if err := c.Set(ctx, "late", "10.0.0.1:5901", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new token despite a cached miss", func() bool {
+		_, err := r.Resolve(ctx, Route{Kind: KindToken, Token: "late"})
+		return err == nil
+	})
+}

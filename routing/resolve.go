@@ -364,16 +364,21 @@ func (r *Router) claim(ctx context.Context, g Grant, src TokenSource, hash strin
 		return nil // the lookup itself took it (GETDEL)
 	}
 	until := g.Expires
-	if until.IsZero() {
-		until = time.Now().Add(r.claimTTL)
-	}
 	var (
 		ok  bool
 		err error
 	)
 	if _, own := src.(operatorOwned); own {
+		// Remembered until the token leaves the file (ReloadReport
+		// releases it) or its grant expires: the file bounds how many.
+		if until.IsZero() {
+			until = time.Now().AddDate(100, 0, 0)
+		}
 		ok, err = r.fileClaims.Claim(ctx, hash, until)
 	} else {
+		if until.IsZero() {
+			until = time.Now().Add(r.claimTTL)
+		}
 		if fast && !r.claimsFast {
 			return ErrWouldBlock
 		}

@@ -28,6 +28,9 @@ type storeEvents interface {
 	// deletedFromStore: the store no longer holds token (deleted, expired);
 	// its live sessions end, and setting it again grants it again.
 	deletedFromStore(token string)
+	// setInStore: the store (re)wrote token; a cached "unknown" for it
+	// must not delay the new grant.
+	setInStore(token string)
 }
 
 // OnRevoke registers fn to be called with the TokenHash of every revoked
@@ -109,6 +112,12 @@ func (r *Router) deletedFromStore(token string) {
 	hash := TokenHash(token)
 	r.log.LogAttrs(context.Background(), slog.LevelInfo, "token removed from its store", slog.String("token", hash))
 	r.notifyRevoked(hash)
+}
+
+func (r *Router) setInStore(token string) {
+	if r.cache != nil {
+		r.cache.delete(token)
+	}
 }
 
 // Run does the sources' background work (Redis: the revoke channel and

@@ -179,7 +179,7 @@ type Config struct {
 	// between instances.
 	Claims ClaimStore
 	// ClaimTTL is how long a single-use token without an expiry stays
-	// claimed; default 24h.
+	// claimed (token-file tokens: until they leave the file); default 24h.
 	ClaimTTL time.Duration
 	// MemoryClaims bounds the in-memory single-use claims; default 100000.
 	// When full, new claims fail (503) rather than forget a used token.
@@ -195,8 +195,11 @@ type Config struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Observe, when set, is called once for every source consulted by a
-	// lookup that reached an answer, with its result and duration. It may
-	// be called from any goroutine, including an event loop: keep it to
+	// lookup that reached an answer, with its result and duration; when
+	// the cache answers, once with LookupCached for each source it stood in
+	// for (up to the one that granted the token, or all of them for an
+	// unknown). Lookups shared by concurrent callers count once. It may be
+	// called from any goroutine, including an event loop: keep it to
 	// counter updates. SetObserver replaces it.
 	Observe func(source string, result LookupResult, d time.Duration)
 }
