@@ -234,28 +234,75 @@ func (e *allowEntry) allowsPort(port uint16) bool {
 }
 
 // specialRange names the CONTRACT.md special range holding addr (already
-// unmapped and without zone). Built on the fly so no table is package state.
+// unmapped and without zone): the prefix an --allow entry must lie inside to
+// open it, and a name for the log. Built on the fly so no table is package
+// state.
 func specialRange(addr netip.Addr) (netip.Prefix, string, bool) {
 	if addr.Is4() {
-		switch b := addr.As4(); b[0] {
-		case 127:
-			return netip.PrefixFrom(netip.AddrFrom4([4]byte{127}), 8), "loopback", true
-		case 0:
-			return netip.PrefixFrom(netip.AddrFrom4([4]byte{}), 8), "unspecified", true
-		case 169:
-			if b[1] == 254 {
-				return netip.PrefixFrom(netip.AddrFrom4([4]byte{169, 254}), 16), "link-local", true
-			}
-		}
-		return netip.Prefix{}, "", false
+		return specialRange4(addr.As4())
 	}
+	a16 := addr.As16()
 	switch {
 	case addr == netip.IPv6Loopback():
 		return netip.PrefixFrom(addr, 128), "loopback", true
 	case addr == netip.IPv6Unspecified():
 		return netip.PrefixFrom(addr, 128), "unspecified", true
-	case addr.IsLinkLocalUnicast():
+	case a16[0] == 0xfe && a16[1]&0xc0 == 0x80: // fe80::/10 (netip's IsLinkLocalUnicast also unmaps)
 		return netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfe, 0x80}), 10), "link-local", true
+	case addr == netip.AddrFrom16([16]byte{0xfd, 0x00, 0x0e, 0xc2, 14: 0x02, 15: 0x54}):
+		return netip.PrefixFrom(addr, 128), "AWS metadata (IPv6)", true
+	}
+	// IPv6 forms that carry an IPv4 address, which a NAT64 gateway, a
+	// 6to4 relay or a dual stack turns back into that IPv4 address.
+	for _, f := range embeddings() {
+		if !f.prefix.Contains(addr) {
+			continue
+		}
+		var v4 [4]byte
+		copy(v4[:], a16[f.at:f.at+4])
+		p4, name, ok := specialRange4(v4)
+		if !ok {
+			return netip.Prefix{}, "", false
+		}
+		var b [16]byte
+		pb := f.prefix.Addr().As16()
+		copy(b[:], pb[:])
+		copy(b[f.at:], p4.Addr().AsSlice())
+		return netip.PrefixFrom(netip.AddrFrom16(b), f.at*8+p4.Bits()), name + " (" + f.name + " form)", true
+	}
+	return netip.Prefix{}, "", false
+}
+
+// embedding is an IPv6 prefix whose addresses carry an IPv4 address at byte at.
+type embedding struct {
+	prefix netip.Prefix
+	at     int
+	name   string
+}
+
+func embeddings() [5]embedding {
+	return [5]embedding{
+		{netip.PrefixFrom(netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff}), 96), 12, "IPv4-mapped"},
+		{netip.PrefixFrom(netip.AddrFrom16([16]byte{8: 0xff, 9: 0xff}), 96), 12, "IPv4-translated"},
+		{netip.PrefixFrom(netip.AddrFrom16([16]byte{0x00, 0x64, 0xff, 0x9b}), 96), 12, "NAT64"},
+		{netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x02}), 16), 2, "6to4"},
+		{netip.PrefixFrom(netip.IPv6Unspecified(), 96), 12, "IPv4-compatible"},
+	}
+}
+
+// specialRange4 is specialRange for IPv4.
+func specialRange4(b [4]byte) (netip.Prefix, string, bool) {
+	switch {
+	case b[0] == 127:
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{127}), 8), "loopback", true
+	case b[0] == 0:
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{}), 8), "unspecified", true
+	case b[0] == 169 && b[1] == 254:
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{169, 254}), 16), "link-local", true
+	case b == [4]byte{168, 63, 129, 16}:
+		return netip.PrefixFrom(netip.AddrFrom4(b), 32), "Azure host endpoint", true
+	case b == [4]byte{100, 100, 100, 200}:
+		return netip.PrefixFrom(netip.AddrFrom4(b), 32), "Alibaba Cloud metadata", true
 	}
 	return netip.Prefix{}, "", false
 }

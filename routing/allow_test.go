@@ -176,3 +176,75 @@ func TestAllowListEmpty(t *testing.T) {
 		t.Error("with --allow, token targets outside it must be refused")
 	}
 }
+
+// TestSpecialRanges covers CONTRACT.md's special ranges beyond loopback,
+// link-local and unspecified: the other clouds' metadata and host
+// endpoints, and every IPv6 form that embeds a special IPv4 range. Each is
+// refused under a covering --allow and with no --allow (token targets), and
+// opened only by an entry inside it.
+func TestSpecialRanges(t *testing.T) {
+	cases := []struct {
+		target string
+		name   string // substring of the reason
+		open   string // an --allow entry inside the range that opens it
+		near   string // an address just outside, which the covering entry admits
+	}{
+		{"168.63.129.16:5901", "Azure", "168.63.129.16/32", "168.63.129.17:5901"},
+		{"100.100.100.200:5901", "Alibaba", "100.100.100.200/32", "100.100.100.201:5901"},
+		{"[fd00:ec2::254]:5901", "AWS metadata", "fd00:ec2::254", "[fd00:ec2::253]:5901"},
+		// NAT64 (RFC 6052 well-known prefix) forms of every special IPv4 range
+		{"[64:ff9b::7f00:1]:5901", "loopback (NAT64 form)", "[64:ff9b::7f00:0/104]", "[64:ff9b::a00:1]:5901"},
+		{"[64:ff9b::a9fe:a9fe]:5901", "link-local (NAT64 form)", "[64:ff9b::a9fe:a9fe]:5901", "[64:ff9b::a9fd:a9fe]:5901"},
+		{"[64:ff9b::1]:5901", "unspecified (NAT64 form)", "[64:ff9b::/104]", "[64:ff9b::101:101]:5901"},
+		{"[64:ff9b::a83f:8110]:5901", "Azure host endpoint (NAT64 form)", "64:ff9b::a83f:8110", "[64:ff9b::a83f:8111]:5901"},
+		{"[64:ff9b::6464:64c8]:5901", "Alibaba Cloud metadata (NAT64 form)", "64:ff9b::6464:64c8", "[64:ff9b::6464:64c9]:5901"},
+		// 6to4, IPv4-translated (SIIT) and the deprecated IPv4-compatible form
+		{"[2002:7f00:1::1]:5901", "loopback (6to4 form)", "[2002:7f00::/24]", "[2002:a00:1::1]:5901"},
+		{"[2002:a9fe:a9fe::]:5901", "link-local (6to4 form)", "[2002:a9fe::/32]", "[2002:a9fd:a9fe::]:5901"},
+		{"[::ffff:0:7f00:1]:5901", "loopback (IPv4-translated form)", "[::ffff:0:7f00:0/104]", "[::ffff:0:a00:1]:5901"},
+		{"[::7f00:1]:5901", "loopback (IPv4-compatible form)", "[::7f00:0/104]", "[::a00:1]:5901"},
+		{"[::a9fe:a9fe]:5901", "link-local (IPv4-compatible form)", "[::a9fe:0/112]", "[::a9fd:a9fe]:5901"},
+	}
+	for _, c := range cases {
+		ap := netip.MustParseAddrPort(c.target)
+		cover := "0.0.0.0/0"
+		if ap.Addr().Is6() {
+			cover = "::/0"
+		}
+		wide, err := ParseAllowList([]string{cover})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = wide.Check(ap)
+		if err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("--allow %s: Check(%s) = %v, want a refusal naming %q", cover, c.target, err, c.name)
+		}
+		if err := (AllowList{}).check(ap); err == nil {
+			t.Errorf("no --allow: token target %s admitted", c.target)
+		}
+		if err := wide.Check(netip.MustParseAddrPort(c.near)); err != nil {
+			t.Errorf("--allow %s: neighbour %s refused: %v", cover, c.near, err)
+		}
+		inside, err := ParseAllowList([]string{c.open})
+		if err != nil {
+			t.Fatalf("ParseAllowList(%q): %v", c.open, err)
+		}
+		if err := inside.Check(ap); err != nil {
+			t.Errorf("--allow %s: Check(%s) = %v, want it opened", c.open, c.target, err)
+		}
+	}
+	// An IPv4 entry does not open the IPv6 forms of its range: each form is
+	// its own address to the kernel and must be opened on its own.
+	lo, _ := ParseAllowList([]string{"127.0.0.0/8", "::/0"})
+	if err := lo.Check(netip.MustParseAddrPort("[64:ff9b::7f00:1]:5901")); err == nil {
+		t.Error("--allow 127.0.0.0/8 opened the NAT64 form of loopback")
+	}
+	// The IPv4-mapped form is unmapped first, so the IPv4 rule decides.
+	if err := lo.Check(netip.MustParseAddrPort("[::ffff:127.0.0.1]:5901")); err != nil {
+		t.Errorf("mapped loopback with --allow 127.0.0.0/8: %v", err)
+	}
+	p, name, ok := specialRange(netip.MustParseAddr("::ffff:169.254.169.254"))
+	if !ok || p.String() != "::ffff:169.254.0.0/112" || !strings.Contains(name, "IPv4-mapped") {
+		t.Errorf("specialRange(mapped metadata) = %v %q %v", p, name, ok)
+	}
+}

@@ -127,7 +127,7 @@ func TestClassify(t *testing.T) {
 			t.Errorf("Classify(%q): %v", c.uri, err)
 			continue
 		}
-		if rt.Kind != c.want.kind || rt.Target != c.want.target || rt.Token != c.want.token {
+		if rt.Kind != c.want.kind || addrString(rt.Addr) != c.want.target || rt.Token != c.want.token {
 			t.Errorf("Classify(%q) = %+v, want %+v", c.uri, rt, c.want)
 		}
 	}
@@ -154,7 +154,7 @@ func TestClassifyCustomPaths(t *testing.T) {
 		Sources:     []TokenSource{&mapSource{name: "m"}},
 	})
 	rt, err := r.Classify([]byte("/proxy/vnc/10.0.0.1"))
-	if err != nil || rt.Target != "10.0.0.1:5900" {
+	if err != nil || rt.Addr.String() != "10.0.0.1:5900" {
 		t.Fatalf("path route: %+v %v", rt, err)
 	}
 	for _, uri := range []string{"/ws?t=x", "/ws/?t=x"} {
@@ -186,8 +186,8 @@ func TestClassifyDoesNotAliasInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	copy(buf, strings.Repeat("X", len(buf)))
-	if rt.Target != "10.0.0.1:5901" {
-		t.Fatalf("target changed with the buffer: %q", rt.Target)
+	if rt.Addr.String() != "10.0.0.1:5901" {
+		t.Fatalf("target changed with the buffer: %v", rt.Addr)
 	}
 }
 

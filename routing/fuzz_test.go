@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -39,9 +40,9 @@ func FuzzClassify(f *testing.F) {
 		}
 		switch rt.Kind {
 		case KindPath:
-			ap, err := netip.ParseAddrPort(rt.Target)
-			if err != nil || ap.Addr().Is4In6() || ap.Addr().Zone() != "" || ap.String() != rt.Target {
-				t.Fatalf("Classify(%q) target %q not normalised", uri, rt.Target)
+			ap := rt.Addr
+			if !ap.IsValid() || ap.Addr().Is4In6() || ap.Addr().Zone() != "" || ap.Port() == 0 {
+				t.Fatalf("Classify(%q) target %v not normalised", uri, rt.Addr)
 			}
 			if err := r.allow.Check(ap); err != nil {
 				t.Fatalf("Classify(%q) passed a target the allow-list refuses: %v", uri, err)
@@ -62,6 +63,9 @@ func FuzzParseTokenFile(f *testing.F) {
 		"v6: fd00::1:5901\r\nv6b: [fd00::2]:5902\r",
 		"bad\nalso bad: x\na: b: c\n: 1.2.3.4:5\nz: 1.2.3.4:0\n",
 		"\ufeffa: 10.0.0.1:05901\x1f\n", "a: [1.2.3.4]:5901", "t: fe80::1%eth0:5901", "\xff: 1.1.1.1:1",
+		"o: 10.0.0.1:5901 view-only record tls password-file=vm.pass\n",
+		"u: unix:/run/vnc/vm1.sock view-only\n", "u: unix:relative\nd: 1.1.1.1:1 view-only view-only\n",
+		"x: 1.1.1.1:1 view-only=1\ny: 1.1.1.1:1 password-file=\nz: 1.1.1.1:1 # c\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -74,24 +78,44 @@ func FuzzParseTokenFile(f *testing.F) {
 				t.Fatalf("bad error %v", err)
 			}
 		}
-		for tok, hp := range m {
+		for tok, e := range m {
 			if tok == "" || strings.TrimFunc(tok, isPySpace) != tok || !utf8.ValidString(tok) || strings.Contains(tok, ": ") {
 				t.Fatalf("token %q", tok)
 			}
-			host, port, err := net.SplitHostPort(hp)
-			if err != nil {
-				t.Fatalf("target %q: %v", hp, err)
+			if e.Line < 1 || e.Line > lines || e.Password != "" {
+				t.Fatalf("entry %+v", e)
 			}
-			if _, err := parsePort(port); err != nil {
-				t.Fatalf("target %q: %v", hp, err)
+			if path, ok := strings.CutPrefix(e.Target, "unix:"); ok {
+				if checkUnixPath(path) != nil {
+					t.Fatalf("target %q: bad unix path", e.Target)
+				}
+			} else {
+				host, port, err := net.SplitHostPort(e.Target)
+				if err != nil {
+					t.Fatalf("target %q: %v", e.Target, err)
+				}
+				if _, err := parsePort(port); err != nil {
+					t.Fatalf("target %q: %v", e.Target, err)
+				}
+				if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
+					t.Fatalf("target %q: bad host", e.Target)
+				}
 			}
-			if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
-				t.Fatalf("target %q: bad host", hp)
+			// The normalised form, with its options, parses back to itself.
+			line := "x: " + e.Target
+			for opt, on := range map[string]bool{"view-only": e.ViewOnly, "record": e.Record, "tls": e.TLS} {
+				if on {
+					line += " " + opt
+				}
 			}
-			// The normalised form parses back to itself.
-			m2, errs2 := ParseTokenFile([]byte("x: " + hp))
-			if len(errs2) != 0 || m2["x"] != hp {
-				t.Fatalf("target %q does not round-trip: %v %v", hp, m2, errs2)
+			if e.PasswordFile != "" {
+				line += " password-file=" + e.PasswordFile
+			}
+			m2, errs2 := ParseTokenFile([]byte(line))
+			back := m2["x"]
+			back.Line = e.Line
+			if len(errs2) != 0 || back != e {
+				t.Fatalf("entry %+v does not round-trip: %+v %v", e, m2, errs2)
 			}
 		}
 	})
@@ -144,6 +168,151 @@ func FuzzParseAllowList(f *testing.F) {
 			}
 			if !inside {
 				t.Fatalf("spec %q let %s into a special range", spec, ap)
+			}
+		}
+	})
+}
+
+func FuzzParseGrantValue(f *testing.F) {
+	for _, s := range []string{
+		"10.0.0.1:5901", " vm1.lan:05901\n", "fd00::1:5901", "unix:/run/vm.sock", "unix:a/../b",
+		`{"host": "10.0.0.1:5901"}`, `{"host": "h", "port": 5901}`, `{"host": "h", "port": "5901"}`,
+		`{"host": "fd00::1", "port": 1}`, `{"host": "fd00::1:1"}`, `{"host": "h:1", "port": 2}`,
+		`{"host": "h:1", "view_only": true, "record": true, "tls": true, "vnc_password": "pw", "expires": 1900000000.5}`,
+		`{"host": "h:1", "expires": -1}`, `{"host": 1}`, `{"host": "h:1"`, `[]`, `{}`, "", "{",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		g, err := ParseGrantValue(data)
+		if err != nil {
+			if g != (Grant{}) {
+				t.Fatal("grant with an error")
+			}
+			if strings.Contains(err.Error(), "pw") && strings.Contains(string(data), `"pw"`) {
+				t.Fatalf("error quotes the value: %v", err)
+			}
+			return
+		}
+		// The target is normalised: normalising again changes nothing.
+		again, err := normaliseTarget(g.Target)
+		if err != nil || again != g.Target {
+			t.Fatalf("target %q not normalised: %q %v", g.Target, again, err)
+		}
+		if !g.Expires.IsZero() && g.Expires.Unix() <= 0 {
+			t.Fatalf("expiry %v", g.Expires)
+		}
+	})
+}
+
+func FuzzParseJWTClaims(f *testing.F) {
+	for _, s := range []string{
+		`{"host": "10.0.0.1", "port": 5901}`, `{"host": "h", "port": "5901", "exp": 1900000000, "nbf": 1}`,
+		`{"host": "h:1", "jti": "x", "view_only": true, "record": false, "tls": true}`,
+		`{"host": "h", "port": 1, "vnc_password": "pw"}`, `{"host": "unix:/run/a.sock"}`, `{"port": 1}`,
+		`{"host": "h", "port": 1, "exp": "x"}`, `{"host": "h", "port": 1, "jti": ""}`, `null`, `[1]`, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		g, exp, nbf, err := ParseJWTClaims(payload)
+		if err != nil {
+			if g != (Grant{}) || exp != nil || nbf != nil {
+				t.Fatal("result with an error")
+			}
+			return
+		}
+		if g.Password != "" {
+			t.Fatal("a password from a signed token")
+		}
+		if again, err := normaliseTarget(g.Target); err != nil || again != g.Target {
+			t.Fatalf("target %q not normalised", g.Target)
+		}
+		if (exp == nil) != g.Expires.IsZero() || (exp != nil && !exp.Equal(g.Expires)) {
+			t.Fatalf("exp %v vs expires %v", exp, g.Expires)
+		}
+	})
+}
+
+func FuzzClassifyCookie(f *testing.F) {
+	for _, s := range []string{
+		"token=abc", "a=1; token=\"q\"; b=2", "token=;token=x", " token = v ", "tokens=x", "token", ";;;", "token=\"",
+		"token=a\x00b", "token=" + strings.Repeat("x", 100),
+	} {
+		f.Add([]byte("/websockify"), []byte(s))
+	}
+	f.Add([]byte("/websockify?token=q"), []byte("token=c"))
+	r, err := New(Config{Sources: []TokenSource{&mapSource{name: "m"}}, TokenCookie: "token"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, uri, cookie []byte) {
+		v := CookieValue(cookie, "token")
+		if v != nil && (len(v) == 0 || !bytes.Contains(cookie, v)) {
+			t.Fatalf("CookieValue(%q) = %q", cookie, v)
+		}
+		rt, err := r.ClassifyCookie(uri, cookie)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Status < 400 || e.Status > 499 || rt != (Route{}) {
+				t.Fatalf("ClassifyCookie(%q, %q): %v %+v", uri, cookie, err, rt)
+			}
+			return
+		}
+		if rt.Kind == KindToken && (rt.Token == "" || len(rt.Token) > maxTokenLen ||
+			strings.ContainsFunc(rt.Token, func(c rune) bool { return c < 0x20 || c == 0x7f })) {
+			t.Fatalf("token %q", rt.Token)
+		}
+		// With no token in the query, the token is the cookie's.
+		if rt.Kind == KindToken && !bytes.Contains(uri, []byte("token=")) && !bytes.Contains(uri, []byte("%")) && rt.Token != string(v) {
+			t.Fatalf("token %q, cookie value %q", rt.Token, v)
+		}
+	})
+}
+
+func FuzzParseHeaderFile(f *testing.F) {
+	for _, s := range []string{"Authorization: Bearer x\n", "# c\n\nA: b\r\nC:d", "bad", "Host: x", "A: \x00"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := ParseHeaderFile(data)
+		if err != nil {
+			return
+		}
+		for k, vs := range h {
+			if checkCookieName(k) != nil {
+				t.Fatalf("header name %q", k)
+			}
+			for _, v := range vs {
+				if strings.ContainsAny(v, "\r\n\x00") {
+					t.Fatalf("header value %q", v)
+				}
+			}
+		}
+	})
+}
+
+func FuzzParseJWTKey(f *testing.F) {
+	for _, s := range []string{
+		"0123456789abcdef0123456789abcdef\n", "short", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+		`{"kty": "oct", "k": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}`, `{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}`,
+		"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n",
+	} {
+		f.Add([]byte(s), JWTKeyStandard)
+		f.Add([]byte(s), JWTKeyWebsockify)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, format string) {
+		k, err := parseJWTKey(data, format)
+		if err != nil {
+			return
+		}
+		if len(k.methods) == 0 || k.key == nil || k.kind == "" {
+			t.Fatalf("key %+v", k)
+		}
+		// Pinning: HMAC keys verify HMAC algorithms only, and the rest never do.
+		for _, m := range k.methods {
+			if (k.kind == "HMAC") != strings.HasPrefix(m, "HS") {
+				t.Fatalf("%s key with method %s", k.kind, m)
 			}
 		}
 	})

@@ -3,33 +3,64 @@ package routing
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 )
 
-// mapSource is an in-memory TokenSource for tests.
+// mapSource is an in-memory TokenSource for tests. It counts as blocking
+// (see fastSource) unless wrapped.
 type mapSource struct {
 	name    string
-	m       map[string]string
-	err     error // returned for every lookup when set
+	m       map[string]string // token -> target
+	g       map[string]Grant  // token -> grant, consulted before m
+	err     error             // returned for every lookup when set
 	lookups atomic.Int64
+	// gate, when set, makes every lookup wait for it (or ctx).
+	gate chan struct{}
 }
 
 func (s *mapSource) Name() string { return s.name }
 
-func (s *mapSource) Lookup(ctx context.Context, token string) (string, error) {
+func (s *mapSource) Lookup(ctx context.Context, token string) (Grant, error) {
 	s.lookups.Add(1)
+	if s.gate != nil {
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return Grant{}, ctx.Err()
+		}
+	}
 	if s.err != nil {
-		return "", s.err
+		return Grant{}, s.err
+	}
+	if g, ok := s.g[token]; ok {
+		return g, nil
 	}
 	if hp, ok := s.m[token]; ok {
-		return hp, nil
+		return Grant{Target: hp}, nil
 	}
-	return "", ErrUnknownToken
+	return Grant{}, ErrUnknownToken
+}
+
+// fastSource is a mapSource that declares itself NonBlocking.
+type fastSource struct{ mapSource }
+
+func (*fastSource) NonBlocking() {}
+
+func addrString(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return ""
+	}
+	return ap.String()
 }
 
 func newRouter(t testing.TB, cfg Config) *Router {
 	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)

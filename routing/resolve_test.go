@@ -26,12 +26,17 @@ func TestResolvePath(t *testing.T) {
 		t.Fatalf("Resolve = %+v, want %+v", tgt, want)
 	}
 	// A hand-made Route is checked again.
-	_, err = r.Resolve(context.Background(), Route{Kind: KindPath, Target: "127.0.0.1:5901"})
+	_, err = r.Resolve(context.Background(), Route{Kind: KindPath, Addr: netip.MustParseAddrPort("127.0.0.1:5901")})
 	wantError(t, err, http.StatusForbidden, ErrForbidden)
-	_, err = r.Resolve(context.Background(), Route{Kind: KindPath, Target: "[::ffff:127.0.0.1]:5901"})
+	_, err = r.Resolve(context.Background(), Route{Kind: KindPath, Addr: netip.MustParseAddrPort("[::ffff:127.0.0.1]:5901")})
 	wantError(t, err, http.StatusForbidden, ErrForbidden)
-	_, err = r.Resolve(context.Background(), Route{Kind: KindPath, Target: "vm1:5901"})
+	_, err = r.Resolve(context.Background(), Route{Kind: KindPath})
 	wantError(t, err, http.StatusBadRequest, ErrBadTarget)
+	// ResolveFast answers path routes the same way, on the loop.
+	fast, err := r.ResolveFast(rt)
+	if err != nil || fast != want {
+		t.Fatalf("ResolveFast = %+v %v, want %+v", fast, err, want)
+	}
 	_, err = r.Resolve(context.Background(), Route{})
 	wantError(t, err, http.StatusNotFound, ErrNoRoute)
 }
@@ -221,8 +226,11 @@ type reloadSource struct {
 	closed  bool
 }
 
-func (s *reloadSource) Reload() error { s.reloads++; return s.err }
-func (s *reloadSource) Close() error  { s.closed = true; return s.err }
+func (s *reloadSource) Reload() SourceReload {
+	s.reloads++
+	return SourceReload{Source: s.name, Tokens: -1, Err: s.err}
+}
+func (s *reloadSource) Close() error { s.closed = true; return s.err }
 
 func TestRouterReloadClose(t *testing.T) {
 	tf, p := tempTokenFile(t, "vm1: 10.0.0.1:5901\n")
@@ -233,7 +241,7 @@ func TestRouterReloadClose(t *testing.T) {
 
 	writeFile(t, p, "vm2: 10.0.0.2:5901\n")
 	err := r.Reload()
-	if err == nil || !strings.Contains(err.Error(), "reload bad: boom") || strings.Contains(err.Error(), "good") {
+	if err == nil || !strings.Contains(err.Error(), "bad: kept all its previous tokens: boom") || strings.Contains(err.Error(), "good") {
 		t.Fatalf("Reload = %v", err)
 	}
 	if good.reloads != 1 || bad.reloads != 1 {
@@ -256,7 +264,7 @@ func TestErrorText(t *testing.T) {
 	if (&Error{Err: ErrNoRoute}).Error() != "no route" || (&Error{Reason: "x"}).Error() != "x" {
 		t.Fatal("Error() with a missing part")
 	}
-	if h := TokenHash("vm1"); len(h) != 8 || h != TokenHash("vm1") || h == TokenHash("vm2") {
+	if h := TokenHash("vm1"); len(h) != 16 || h != TokenHash("vm1") || h == TokenHash("vm2") {
 		t.Fatalf("TokenHash = %q", h)
 	}
 }

@@ -1,22 +1,28 @@
 // Package routing maps a WebSocket upgrade request to the VNC server it may
-// reach: path routes checked against an allow-list, token routes from token
-// sources.
+// reach, and to what the session may do there: path routes checked against
+// an allow-list, token routes from token sources (a token file, Redis, signed
+// tokens, an HTTP lookup service) that answer with a Grant.
 //
-// The engine calls Classify on its event loop (cheap, no I/O) and Resolve on a
-// worker goroutine (may block on DNS or a remote token source).
+// The engine calls Classify (or ClassifyCookie) on its event loop (cheap, no
+// I/O), then ResolveFast there too; only when that answers ErrWouldBlock
+// does it call Resolve on a worker goroutine (which may block on DNS or a
+// remote source).
 package routing
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
-	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Kind says where a route's target comes from.
@@ -39,36 +45,92 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
-// Route is what Classify learned from the request line. It holds no
-// reference into the request buffer, which the engine reuses.
+// Route is what Classify learned from the request. It holds no reference
+// into the request buffer, which the engine reuses.
 type Route struct {
-	Kind   Kind
-	Target string // KindPath: "ip:port", normalised, default port filled in
-	Token  string // KindToken: the token (never log it; see TokenHash)
+	Kind  Kind
+	Addr  netip.AddrPort // KindPath: the target, unmapped, default port filled in
+	Token string         // KindToken: the token (never log it; see TokenHash)
 }
 
-// Target is a resolved, allowed upstream.
+// Target is a resolved, allowed upstream and the policy of the grant that
+// led to it. The engine reads policy only from here.
 type Target struct {
-	Addr      netip.AddrPort // what to dial
-	Name      string         // as configured or requested, e.g. "vm1.lan:5901" (logs, per-upstream limit key)
-	Kind      Kind
-	TokenHash string // KindToken: TokenHash of the token, for logs
+	// Addr is the TCP address to dial (IP, unmapped); invalid for Unix targets.
+	Addr netip.AddrPort
+	// Unix is the socket path of a "unix:" target, "" for TCP.
+	Unix string
+	// Name is the target as requested or configured ("vm1.lan:5901",
+	// "unix:/run/vm1.sock", "10.0.0.5:5901"), for logs.
+	Name string
+	Kind Kind
+	// TokenHash is TokenHash of the token (KindToken), for logs, the admin
+	// API and revocation.
+	TokenHash string
+	// Source is the Name of the token source that answered ("file",
+	// "redis", "jwt", "http"); "" for path routes.
+	Source string
+	// Grant is the grant as the source gave it (Grant.Target is the
+	// unresolved target, as in Name). Path routes have a zero Grant: no
+	// password, no view-only, no recording, no expiry.
+	Grant
 }
 
-// TokenSource is where token routes come from. Lookup may block (it runs off
-// the event loop) and must honour ctx. It returns ErrUnknownToken (wrapped or
-// not) when the token is absent. Its errors must never contain the token:
-// they reach the log.
+// Key identifies the VM for per-VM limits and draining: the resolved
+// address ("10.0.0.5:5901", "[fd00::1]:5901") or "unix:/path", so one VM
+// reached by name and by address counts once.
+func (t Target) Key() string {
+	if t.Unix != "" {
+		return unixPrefix + t.Unix
+	}
+	return t.Addr.String()
+}
+
+// Network is "tcp" or "unix", for net.Dialer.
+func (t Target) Network() string {
+	if t.Unix != "" {
+		return "unix"
+	}
+	return "tcp"
+}
+
+// DialAddr is the address to hand net.Dialer with Network.
+func (t Target) DialAddr() string {
+	if t.Unix != "" {
+		return t.Unix
+	}
+	return t.Addr.String()
+}
+
+// TokenSource is where token routes come from. Lookup may block (unless the
+// source is NonBlocking; the Router bounds each call with its lookup
+// timeout) and must honour ctx. It returns ErrUnknownToken (wrapped or not)
+// when the token is not its own, an *Error with a 403 sentinel for a token
+// it knows and refuses, or another error when it cannot answer (wrap
+// ErrUnavailable when the store cannot be reached). Its errors must never
+// contain the token or a password: they reach the log.
 type TokenSource interface {
-	Lookup(ctx context.Context, token string) (hostport string, err error)
+	Lookup(ctx context.Context, token string) (Grant, error)
+	// Name is short and stable ("file", "redis", "jwt", "http"): it labels
+	// metrics and log lines.
 	Name() string
 }
 
-// Source is another name for TokenSource, which cmd/vncedge was written against.
-type Source = TokenSource
+// NonBlocking is implemented by sources whose Lookup never blocks (an
+// in-memory table, a signature check), so ResolveFast may call them on an
+// event loop.
+type NonBlocking interface {
+	NonBlocking()
+}
 
-// Reloader is implemented by sources that can re-read their data (SIGHUP).
-type Reloader interface{ Reload() error }
+// operatorOwned is implemented by sources that are the operator's own files
+// on this host; their unix: targets are not limited by Config.UnixDirs.
+type operatorOwned interface{ operatorOwned() }
+
+// consumer is implemented by sources that use a token up by looking it up
+// (Redis GETDEL under --token-single-use): their answers are never shared
+// between lookups nor cached.
+type consumer interface{ consumes() bool }
 
 // Config configures a Router. Zero values take the documented defaults.
 type Config struct {
@@ -76,26 +138,140 @@ type Config struct {
 	PathPrefix  string        // default "/vnc/"; must start and end with '/'
 	TokenPath   string        // default "/websockify" (--token-path)
 	TokenParam  string        // default "token"
+	TokenCookie string        // --token-cookie: cookie that carries the token when the query has none; "" off
 	DefaultPort uint16        // port for path routes naming none; default DefaultPort (5901)
-	Sources     []TokenSource // consulted in order; first hit wins
 	Resolver    *net.Resolver // nil: net.DefaultResolver (for host-name targets)
+
+	// Sources are consulted in order; the first hit wins, and an error in
+	// one ends the lookup (a later source might map the token elsewhere).
+	// cmd/vncedge's order: token file, signed tokens, Redis, HTTP lookup:
+	// cheapest first. The token file never blocks, so ResolveFast answers
+	// its tokens on the event loop; signed tokens need no I/O and tell a
+	// token that is not theirs at a glance, so they go before the stores.
+	// The cache stands in front of the first source that is not
+	// NonBlocking.
+	Sources []TokenSource
+	// UnixDirs limits the unix: targets of sources other than the token
+	// file (Redis, signed tokens, HTTP lookup) to sockets inside these
+	// directories (--allow-unix). With none, only the token file may name
+	// unix: targets: --allow does not apply to sockets, and a written Redis
+	// key or a leaked signing key must not reach every socket on the host.
+	UnixDirs []string
+
+	// LookupTimeout bounds each call of a blocking source (--token-timeout).
+	// Default 2s; negative: no bound but the caller's context.
+	LookupTimeout time.Duration
+	// CacheTTL keeps answers of blocking sources, hits and unknowns, for
+	// this long (--token-cache-ttl); 0 turns the cache off. A hit is never
+	// kept past its grant's expiry, and errors are never kept.
+	CacheTTL time.Duration
+	// CacheSize bounds the cache's entries; default 10000.
+	CacheSize int
+
+	// SingleUse makes every token open one session (--token-single-use):
+	// Redis values are taken with GETDEL (RedisConfig.SingleUse), tokens of
+	// other sources are claimed once their target is allowed: signed tokens
+	// by jti (else by token) in Claims until their exp, token file tokens in
+	// memory until they leave the file.
+	SingleUse bool
+	// Claims is where single-use claims of signed and HTTP-lookup tokens
+	// live; nil: in this process's memory. RedisSource.Claims shares them
+	// between instances.
+	Claims ClaimStore
+	// ClaimTTL is how long a single-use token without an expiry stays
+	// claimed (token-file tokens: until they leave the file); default 24h.
+	ClaimTTL time.Duration
+	// MemoryClaims bounds the in-memory single-use claims; default 100000.
+	// When full, new claims fail (503) rather than forget a used token.
+	MemoryClaims int
+
+	// RevokeTTL is how long a revoked token is refused (Revoke, the Redis
+	// revoke channel); default 24h. RevokeSize bounds the set; default
+	// 100000, oldest forgotten first.
+	RevokeTTL  time.Duration
+	RevokeSize int
+
+	// Logger gets reload reports and revocation subscription events; nil:
+	// slog.Default().
+	Logger *slog.Logger
+	// Observe, when set, is called once for every source consulted by a
+	// lookup that reached an answer, with its result and duration; when
+	// the cache answers, once with LookupCached for each source it stood in
+	// for (up to the one that granted the token, or all of them for an
+	// unknown). Lookups shared by concurrent callers count once. It may be
+	// called from any goroutine, including an event loop: keep it to
+	// counter updates. SetObserver replaces it.
+	Observe func(source string, result LookupResult, d time.Duration)
 }
 
-// Router resolves requests. It is immutable after New and safe for
-// concurrent use; sources carry their own synchronisation.
+// LookupResult is what one source said in one lookup, for metrics.
+type LookupResult uint8
+
+const (
+	LookupHit     LookupResult = iota // the source granted the token
+	LookupUnknown                     // not the source's token
+	LookupRefused                     // the source's token, refused (bad signature, expired, forbidden claim)
+	LookupError                       // the source could not answer
+	LookupTimeout                     // the source did not answer within the lookup timeout
+	LookupCached                      // the cache answered in the source's stead
+	numLookupResults
+)
+
+var lookupResultNames = [numLookupResults]string{"hit", "unknown", "refused", "error", "timeout", "cached"}
+
+func (r LookupResult) String() string {
+	if r < numLookupResults {
+		return lookupResultNames[r]
+	}
+	return fmt.Sprintf("LookupResult(%d)", uint8(r))
+}
+
+// Router resolves requests. Its configuration is immutable after New and it
+// is safe for concurrent use.
 type Router struct {
 	allow       AllowList
 	pathPrefix  string
 	tokenPath   string
 	tokenParam  string
+	tokenCookie string
 	defaultPort uint16
 	sources     []TokenSource
+	firstSlow   int // index of the first blocking source; len(sources) if none
+	slowShared  bool
+	unixDirs    []string
 	resolver    *net.Resolver
+	log         *slog.Logger
+
+	lookupTimeout time.Duration
+	cache         *lookupCache
+	flight        singleflight.Group
+
+	singleUse  bool
+	claimTTL   time.Duration
+	fileClaims *memoryClaims
+	claims     ClaimStore
+	claimsFast bool // claims answers without I/O
+
+	revoked   *revokedSet
+	onRevoke  atomic.Pointer[[]func(string)]
+	revokeMu  sync.Mutex // serialises OnRevoke's copy-on-write
+	observe   atomic.Pointer[func(string, LookupResult, time.Duration)]
+	publisher revokePublisher
+	runners   []backgroundRunner
 }
 
 // maxTokenLen bounds tokens handed to sources (Redis keys, HTTP paths); a
 // signed JWT fits with room to spare.
 const maxTokenLen = 4096
+
+const (
+	defaultLookupTimeout = 2 * time.Second
+	defaultCacheSize     = 10000
+	defaultClaimTTL      = 24 * time.Hour
+	defaultMemoryClaims  = 100000
+	defaultRevokeTTL     = 24 * time.Hour
+	defaultRevokeSize    = 100000
+)
 
 // New checks cfg and parses the allow-list.
 func New(cfg Config) (*Router, error) {
@@ -104,13 +280,19 @@ func New(cfg Config) (*Router, error) {
 		return nil, fmt.Errorf("routing: %w", err)
 	}
 	r := &Router{
-		allow:       allow,
-		pathPrefix:  cmpOr(cfg.PathPrefix, "/vnc/"),
-		tokenPath:   cmpOr(cfg.TokenPath, "/websockify"),
-		tokenParam:  cmpOr(cfg.TokenParam, "token"),
-		defaultPort: cfg.DefaultPort,
-		sources:     cfg.Sources,
-		resolver:    cfg.Resolver,
+		allow:         allow,
+		pathPrefix:    cmpOr(cfg.PathPrefix, "/vnc/"),
+		tokenPath:     cmpOr(cfg.TokenPath, "/websockify"),
+		tokenParam:    cmpOr(cfg.TokenParam, "token"),
+		tokenCookie:   cfg.TokenCookie,
+		defaultPort:   cfg.DefaultPort,
+		sources:       cfg.Sources,
+		resolver:      cfg.Resolver,
+		log:           cfg.Logger,
+		lookupTimeout: cfg.LookupTimeout,
+		singleUse:     cfg.SingleUse,
+		claimTTL:      cfg.ClaimTTL,
+		claims:        cfg.Claims,
 	}
 	if r.defaultPort == 0 {
 		r.defaultPort = DefaultPort
@@ -118,25 +300,84 @@ func New(cfg Config) (*Router, error) {
 	if r.resolver == nil {
 		r.resolver = net.DefaultResolver
 	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.lookupTimeout == 0 {
+		r.lookupTimeout = defaultLookupTimeout
+	}
+	if r.claimTTL <= 0 {
+		r.claimTTL = defaultClaimTTL
+	}
+	if err := r.checkPaths(cfg.TokenPath); err != nil {
+		return nil, err
+	}
+	if err := checkCookieName(r.tokenCookie); err != nil {
+		return nil, fmt.Errorf("routing: token cookie: %w", err)
+	}
+	for _, d := range cfg.UnixDirs {
+		if !filepath.IsAbs(d) {
+			return nil, fmt.Errorf("routing: unix socket directory %q must be absolute", d)
+		}
+		r.unixDirs = append(r.unixDirs, filepath.Clean(d))
+	}
+	r.firstSlow = len(r.sources)
+	for i, s := range r.sources {
+		if s == nil {
+			return nil, fmt.Errorf("routing: token source %d is nil", i)
+		}
+		if _, fast := s.(NonBlocking); !fast && r.firstSlow == len(r.sources) {
+			r.firstSlow = i
+		}
+		if p, ok := s.(revokePublisher); ok && r.publisher == nil {
+			r.publisher = p
+		}
+		if b, ok := s.(backgroundRunner); ok {
+			r.runners = append(r.runners, b)
+		}
+	}
+	// A lookup that uses the token up must be each caller's own.
+	r.slowShared = !r.anyConsumer()
+	if cfg.CacheTTL > 0 {
+		r.cache = newLookupCache(cfg.CacheTTL, cmpOrInt(cfg.CacheSize, defaultCacheSize))
+	}
+	memMax := cmpOrInt(cfg.MemoryClaims, defaultMemoryClaims)
+	r.fileClaims = newMemoryClaims(memMax)
+	if r.claims == nil {
+		r.claims = newMemoryClaims(memMax)
+	}
+	_, r.claimsFast = r.claims.(*memoryClaims)
+	r.revoked = newRevokedSet(cmpOrDur(cfg.RevokeTTL, defaultRevokeTTL), cmpOrInt(cfg.RevokeSize, defaultRevokeSize))
+	if cfg.Observe != nil {
+		r.SetObserver(cfg.Observe)
+	}
+	return r, nil
+}
+
+func (r *Router) anyConsumer() bool {
+	for _, s := range r.sources {
+		if c, ok := s.(consumer); ok && c.consumes() {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Router) checkPaths(tokenPathCfg string) error {
 	if len(r.pathPrefix) < 2 || r.pathPrefix[0] != '/' || !strings.HasSuffix(r.pathPrefix, "/") {
-		return nil, fmt.Errorf("routing: path prefix %q must start and end with '/' and name a path", r.pathPrefix)
+		return fmt.Errorf("routing: path prefix %q must start and end with '/' and name a path", r.pathPrefix)
 	}
 	// A trailing slash on the token path is accepted in requests either way.
 	if len(r.tokenPath) > 1 {
 		r.tokenPath = strings.TrimRight(r.tokenPath, "/")
 	}
 	if r.tokenPath == "" || r.tokenPath[0] != '/' || r.tokenPath == "/" {
-		return nil, fmt.Errorf("routing: token path %q must start with '/' and name a path", cfg.TokenPath)
+		return fmt.Errorf("routing: token path %q must start with '/' and name a path", tokenPathCfg)
 	}
 	if strings.HasPrefix(r.tokenPath+"/", r.pathPrefix) {
-		return nil, fmt.Errorf("routing: token path %q lies under path prefix %q", r.tokenPath, r.pathPrefix)
+		return fmt.Errorf("routing: token path %q lies under path prefix %q", r.tokenPath, r.pathPrefix)
 	}
-	for i, s := range r.sources {
-		if s == nil {
-			return nil, fmt.Errorf("routing: token source %d is nil", i)
-		}
-	}
-	return r, nil
+	return nil
 }
 
 func cmpOr(s, def string) string {
@@ -146,304 +387,42 @@ func cmpOr(s, def string) string {
 	return s
 }
 
+func cmpOrInt(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
+}
+
+func cmpOrDur(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
 // AllowList returns the parsed --allow set.
 func (r *Router) AllowList() AllowList { return r.allow }
 
-// Classify parses the request target (the raw request URI, possibly
-// percent-encoded, origin-form or absolute-form) into a Route. It never
-// blocks and does no I/O, so it may run on the event loop.
-//
-// Path routes (/vnc/{ip}, /vnc/{ip}:{port}, /vnc/[{ipv6}]:{port}, an optional
-// trailing slash, any query ignored) take IP literals only: the target comes
-// from the client, and a host name would let any client make us resolve
-// names of its choosing. They are checked against the allow-list here, so a
-// refusal costs no worker time. Token routes (/websockify?token=T, other
-// query parameters ignored, first non-empty token wins as in websockify) are
-// completed by Resolve.
-//
-// Paths are matched after percent-decoding and are never cleaned: "/x/../vnc/"
-// is no route, and a target with '/' or ".." in it is a bad target.
-// Errors are *Error values.
-func (r *Router) Classify(uri []byte) (Route, error) {
-	uri = stripAuthority(uri)
-	path, query := uri, []byte(nil)
-	if i := bytes.IndexAny(uri, "?#"); i >= 0 {
-		path = uri[:i]
-		if uri[i] == '?' {
-			query = uri[i+1:]
-			if j := bytes.IndexByte(query, '#'); j >= 0 {
-				query = query[:j]
-			}
-		}
-	}
-	var stack [128]byte
-	p, ok := appendUnescape(stack[:0], path, false)
-	if !ok {
-		return Route{}, badTarget("malformed percent-encoding in path")
-	}
+// TokenCookie is the cookie name ClassifyCookie reads ("" when off): the
+// engine needs the Cookie header only when it is set.
+func (r *Router) TokenCookie() string { return r.tokenCookie }
 
-	if n := len(r.tokenPath); len(p) >= n && string(p[:n]) == r.tokenPath &&
-		(len(p) == n || (len(p) == n+1 && p[n] == '/')) {
-		return r.classifyToken(query)
+// SetObserver sets the lookup observer (see Config.Observe); nil removes it.
+// Safe at any time.
+func (r *Router) SetObserver(fn func(source string, result LookupResult, d time.Duration)) {
+	if fn == nil {
+		r.observe.Store(nil)
+		return
 	}
-	if n := len(r.pathPrefix); len(p) >= n && string(p[:n]) == r.pathPrefix {
-		return r.classifyPath(p[n:])
-	}
-	return Route{}, newError(http.StatusNotFound, ErrNoRoute, "no route for this path")
-}
-
-func (r *Router) classifyPath(target []byte) (Route, error) {
-	if r.allow.Empty() {
-		return Route{}, errNoAllow()
-	}
-	if n := len(target); n > 0 && target[n-1] == '/' {
-		target = target[:n-1]
-	}
-	// One copy out of the reused buffer; parsing slices it without copying.
-	s := string(target)
-	ap, err := parsePathTarget(s, r.defaultPort)
-	if err != nil {
-		return Route{}, err
-	}
-	if err := r.allow.Check(ap); err != nil {
-		return Route{}, err
-	}
-	var out [64]byte
-	if norm := ap.AppendTo(out[:0]); string(norm) != s {
-		s = string(norm)
-	}
-	return Route{Kind: KindPath, Target: s}, nil
-}
-
-// parsePathTarget accepts ip, ip:port, [ipv6] and [ipv6]:port. IPv6 needs
-// brackets (fd00::1:5902 is ambiguous); zones are refused (they would let the
-// client pick our interface). The result is unmapped.
-func parsePathTarget(t string, defPort uint16) (netip.AddrPort, error) {
-	if t == "" {
-		return netip.AddrPort{}, badTarget("missing target after path prefix")
-	}
-	var host, port string
-	hasPort := false
-	if t[0] == '[' {
-		end := strings.IndexByte(t, ']')
-		if end < 0 {
-			return netip.AddrPort{}, badTarget("missing ']' in IPv6 target")
-		}
-		host, port = t[1:end], t[end+1:]
-		if port != "" {
-			if port[0] != ':' {
-				return netip.AddrPort{}, badTarget("unexpected text after ']'")
-			}
-			port, hasPort = port[1:], true
-		}
-	} else {
-		switch strings.Count(t, ":") {
-		case 0:
-			host = t
-		case 1:
-			host, port, hasPort = strings.Cut(t, ":")
-		default:
-			return netip.AddrPort{}, badTarget("IPv6 target needs brackets: /vnc/[addr]:port")
-		}
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		if looksLikeHostName(host) {
-			return netip.AddrPort{}, badTarget("path routes take IP literals only, not host names")
-		}
-		return netip.AddrPort{}, badTarget("malformed IP address")
-	}
-	if addr.Zone() != "" {
-		return netip.AddrPort{}, badTarget("IPv6 zones are not allowed in path routes")
-	}
-	if t[0] == '[' && !addr.Is6() {
-		return netip.AddrPort{}, badTarget("brackets are for IPv6 addresses only")
-	}
-	p := defPort
-	if hasPort {
-		n, err := parsePort(port)
-		if err != nil {
-			return netip.AddrPort{}, badTarget(err.Error())
-		}
-		p = n
-	}
-	return netip.AddrPortFrom(addr.Unmap(), p), nil
-}
-
-func (r *Router) classifyToken(query []byte) (Route, error) {
-	if len(r.sources) == 0 {
-		return Route{}, newError(http.StatusNotFound, ErrNoRoute, "token path, but no token source is configured")
-	}
-	var stack [128]byte
-	for len(query) > 0 {
-		var pair []byte
-		if i := bytes.IndexByte(query, '&'); i >= 0 {
-			pair, query = query[:i], query[i+1:]
-		} else {
-			pair, query = query, nil
-		}
-		key, val := pair, []byte(nil)
-		if i := bytes.IndexByte(pair, '='); i >= 0 {
-			key, val = pair[:i], pair[i+1:]
-		}
-		k, ok := appendUnescape(stack[:0], key, true)
-		if !ok || string(k) != r.tokenParam {
-			continue
-		}
-		v, ok := appendUnescape(stack[:0], val, true)
-		if !ok {
-			return Route{}, newError(http.StatusBadRequest, ErrMissingToken, "malformed percent-encoding in token")
-		}
-		// websockify strips trailing newlines and ignores blank values.
-		for len(v) > 0 && v[len(v)-1] == '\n' {
-			v = v[:len(v)-1]
-		}
-		if len(v) == 0 {
-			continue
-		}
-		if len(v) > maxTokenLen {
-			return Route{}, newError(http.StatusBadRequest, ErrMissingToken, "token too long")
-		}
-		for _, c := range v {
-			if c < 0x20 || c == 0x7f {
-				return Route{}, newError(http.StatusBadRequest, ErrMissingToken, "control character in token")
-			}
-		}
-		return Route{Kind: KindToken, Token: string(v)}, nil
-	}
-	return Route{}, newError(http.StatusBadRequest, ErrMissingToken, "missing token")
-}
-
-// Resolve completes a Route into an allowed Target: token lookup through the
-// sources in order (a source error ends the lookup rather than falling
-// through to a later source, which might map the token elsewhere), DNS for
-// host names, and the allow-list on the final address. Path routes are
-// checked again (a Route is a plain value). Errors are *Error values: 400,
-// 403, 404, 502, or 504 when ctx's deadline hit.
-func (r *Router) Resolve(ctx context.Context, rt Route) (Target, error) {
-	switch rt.Kind {
-	case KindPath:
-		ap, err := netip.ParseAddrPort(rt.Target)
-		if err != nil {
-			return Target{}, badTarget("malformed path target")
-		}
-		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		if err := r.allow.Check(ap); err != nil {
-			return Target{}, err
-		}
-		return Target{Addr: ap, Name: rt.Target, Kind: KindPath}, nil
-	case KindToken:
-		return r.resolveToken(ctx, rt.Token)
-	}
-	return Target{}, newError(http.StatusNotFound, ErrNoRoute, "route of unknown kind")
-}
-
-func (r *Router) resolveToken(ctx context.Context, token string) (Target, error) {
-	if token == "" {
-		return Target{}, newError(http.StatusBadRequest, ErrMissingToken, "missing token")
-	}
-	hash := TokenHash(token)
-	var (
-		hostport string
-		src      TokenSource
-	)
-	for _, s := range r.sources {
-		if err := ctx.Err(); err != nil {
-			return Target{}, lookupError("token "+hash+": before source "+s.Name(), err)
-		}
-		hp, err := s.Lookup(ctx, token)
-		if errors.Is(err, ErrUnknownToken) {
-			continue
-		}
-		if err != nil {
-			return Target{}, lookupError("token "+hash+": source "+s.Name(), err)
-		}
-		hostport, src = hp, s
-		break
-	}
-	if src == nil {
-		return Target{}, newError(http.StatusNotFound, ErrUnknownToken, "unknown token "+hash)
-	}
-	base := Target{Name: hostport, Kind: KindToken, TokenHash: hash}
-	where := "token " + hash + " from " + src.Name()
-
-	host, portStr, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return Target{}, lookupError(where+": bad target", err)
-	}
-	port, err := parsePort(portStr)
-	if err != nil {
-		return Target{}, lookupError(where+": bad target", err)
-	}
-	if addr, err := netip.ParseAddr(host); err == nil {
-		ap := netip.AddrPortFrom(addr.Unmap(), port)
-		if err := r.allow.check(ap); err != nil {
-			return Target{}, withReasonPrefix(err, where)
-		}
-		base.Addr = ap
-		return base, nil
-	}
-	if !validHostName(host) {
-		return Target{}, lookupError(where+": bad target", fmt.Errorf("bad host name %q", host))
-	}
-	addrs, err := r.resolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return Target{}, lookupError(where+": resolve "+host, err)
-	}
-	var first error
-	for _, a := range addrs {
-		ap := netip.AddrPortFrom(a.Unmap(), port)
-		err := r.allow.check(ap)
-		if err == nil {
-			base.Addr = ap
-			return base, nil
-		}
-		if first == nil {
-			first = err
-		}
-	}
-	if first == nil {
-		return Target{}, lookupError(where+": resolve "+host, errors.New("no addresses"))
-	}
-	return Target{}, withReasonPrefix(first, where+": "+host)
-}
-
-// lookupError makes the 502/504 answer for a failed source or resolver.
-func lookupError(reason string, err error) *Error {
-	status := http.StatusBadGateway
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
-		status = http.StatusGatewayTimeout
-	}
-	return &Error{Status: status, Reason: reason, Err: fmt.Errorf("%w: %w", ErrLookup, err)}
-}
-
-func withReasonPrefix(err error, prefix string) error {
-	var e *Error
-	if errors.As(err, &e) {
-		return &Error{Status: e.Status, Reason: prefix + ": " + e.Reason, Err: e.Err}
-	}
-	return err
-}
-
-// Reload re-reads every source that supports it. A source that fails keeps
-// its old snapshot; the errors are joined, each naming its source.
-func (r *Router) Reload() error {
-	var errs []error
-	for _, s := range r.sources {
-		if rl, ok := s.(Reloader); ok {
-			if err := rl.Reload(); err != nil {
-				errs = append(errs, fmt.Errorf("reload %s: %w", s.Name(), err))
-			}
-		}
-	}
-	return errors.Join(errs...)
+	r.observe.Store(&fn)
 }
 
 // Close closes every source that is an io.Closer.
 func (r *Router) Close() error {
 	var errs []error
 	for _, s := range r.sources {
-		if c, ok := s.(io.Closer); ok {
+		if c, ok := s.(interface{ Close() error }); ok {
 			if err := c.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close %s: %w", s.Name(), err))
 			}

@@ -1,137 +1,382 @@
 package routing
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
-	"unicode"
-	"unicode/utf8"
+	"syscall"
 )
 
-// TokenFile is a token source in websockify's TokenFile format: a file, or a
-// directory of such files, of "token: host:port" lines. Lookups read an
-// in-memory snapshot behind an atomic pointer, so they never touch the disk
-// and never block; Reload and Watch swap in a new snapshot.
+// TokenFile is a token source in websockify's TokenFile format, extended
+// with options (see ParseTokenFile): a file, or a directory of such files.
+// Lookups read an in-memory snapshot behind an atomic pointer, so they never
+// touch the disk and never block; Reload swaps in a new snapshot.
+//
+// The reload rule, per file (each file of a directory on its own):
+//   - a file with any bad line, or a password file that cannot be read,
+//     keeps its previous contents whole (an error);
+//   - a file holding only white space keeps its previous contents (a
+//     warning: that is what a file being rewritten in place looks like for a
+//     moment; a file with only a comment is applied and removes every token);
+//   - a directory entry that is a dangling symlink or a symlink loop is
+//     skipped (a warning), like a file that is not there;
+//   - a file gone from the directory takes its tokens with it;
+//   - if the file or directory itself cannot be read, everything is kept.
+//
+// Within a directory, files are read in name order and a token in a later
+// file wins.
 type TokenFile struct {
 	path string
 	snap atomic.Pointer[tokenSnapshot]
-	mu   sync.Mutex // serialises loads, so an older load never overwrites a newer one
+
+	mu      sync.Mutex // serialises reloads, so an older one never overwrites a newer one
+	lastSig []fileStamp
+	lastPw  []string
+	last    SourceReload
 }
 
 type tokenSnapshot struct {
-	targets map[string]string
-	stamps  []fileStamp
+	grants map[string]Grant
+	files  map[string]*fileState // by path
 }
 
-// fileStamp is what Watch compares to notice a change without reading files.
+type fileState struct {
+	grants map[string]Grant
+}
+
+// fileStamp is what Changed compares to notice a change without reading files.
 type fileStamp struct {
 	path string
 	size int64
-	mod  int64 // UnixNano; comparable, unlike time.Time's location pointer
+	mod  int64  // UnixNano; comparable, unlike time.Time's location pointer
+	err  string // why it could not be stat'ed
 }
 
-// LineError is one bad line of a token file. It names the line, never its
-// text: the text holds a token.
-type LineError struct {
-	File   string // empty for ParseTokenFile
-	Line   int    // 1-based
-	Reason string
-}
+// maxTokenFileSize bounds one file's read: a token file of a million lines
+// is some 60 MiB; anything past this is the wrong file.
+const maxTokenFileSize = 256 << 20
 
-func (e *LineError) Error() string {
-	if e.File == "" {
-		return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
-	}
-	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Reason)
-}
+// maxPasswordFileSize bounds a password file: a VNC password is 8 bytes.
+const maxPasswordFileSize = 4 << 10
 
 // maxReportedLines bounds the line errors joined into one error value, so a
 // binary file dropped into a token directory cannot flood the log.
 const maxReportedLines = 20
 
 // NewTokenFile loads a file, or a directory of files (every regular file in
-// it, symlinks followed, not recursive, dotfiles skipped, in name order so a
-// token in a later file wins), and keeps the result in memory.
+// it, symlinks followed, not recursive, dotfiles skipped), and keeps the
+// result in memory.
 //
-// If the path cannot be read, it returns a nil *TokenFile. If some lines are
-// bad, it returns a usable *TokenFile holding the good lines together with an
-// error listing the bad ones (*LineError values, joined): the caller decides
-// whether that is fatal at start-up.
+// If the path cannot be read, it returns a nil *TokenFile. If some files are
+// bad, it returns a usable *TokenFile holding the good files together with
+// the error of the report: the caller decides whether that is fatal at
+// start-up. LastReload has the full report, warnings included.
 func NewTokenFile(path string) (*TokenFile, error) {
 	t := &TokenFile{path: path}
-	if err := t.Reload(); err != nil {
-		if t.snap.Load() == nil {
-			return nil, err
-		}
-		return t, err
+	rep := t.Reload()
+	if rep.Err != nil {
+		return nil, rep.Error()
 	}
-	return t, nil
+	return t, rep.Error()
 }
 
-// Name identifies the source in logs.
-func (t *TokenFile) Name() string { return "token-file " + t.path }
+// Name identifies the source in logs and metrics.
+func (t *TokenFile) Name() string { return "file" }
 
-// Lookup returns the "host:port" for token, or ErrUnknownToken.
-func (t *TokenFile) Lookup(_ context.Context, token string) (string, error) {
-	if hp, ok := t.snap.Load().targets[token]; ok {
-		return hp, nil
+// Path is the file or directory the source reads.
+func (t *TokenFile) Path() string { return t.path }
+
+// NonBlocking marks TokenFile as a source whose Lookup never blocks.
+func (t *TokenFile) NonBlocking() {}
+
+// operatorOwned marks the token file as the operator's own configuration on
+// this host: its unix: targets are not limited by Config.UnixDirs.
+func (t *TokenFile) operatorOwned() {}
+
+// Lookup returns the token's grant, or ErrUnknownToken.
+func (t *TokenFile) Lookup(_ context.Context, token string) (Grant, error) {
+	if g, ok := t.snap.Load().grants[token]; ok {
+		return g, nil
 	}
-	return "", ErrUnknownToken
+	return Grant{}, ErrUnknownToken
 }
 
 // Len is the number of tokens in the current snapshot.
-func (t *TokenFile) Len() int { return len(t.snap.Load().targets) }
+func (t *TokenFile) Len() int { return len(t.snap.Load().grants) }
 
-// Reload re-reads the file or directory. If it cannot be read, the old
-// snapshot stays. Bad lines do not stop the reload: like websockify, the good
-// lines take effect (so removing a token takes effect even next to a typo)
-// and the bad ones are returned as joined *LineError values.
-func (t *TokenFile) Reload() error {
-	_, err := t.reload()
-	return err
-}
-
-// reload reports whether it swapped in a new snapshot.
-func (t *TokenFile) reload() (bool, error) {
+// LastReload is the report of the most recent reload (or the first load).
+func (t *TokenFile) LastReload() SourceReload {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	stamps, err := statTokenFiles(t.path)
-	if err != nil {
-		return false, err
+	return t.last
+}
+
+// Changed reports whether the files (or the password files they name)
+// differ in size or modification time from what the last reload saw,
+// whether that reload succeeded or not.
+func (t *TokenFile) Changed() bool {
+	t.mu.Lock()
+	pw := t.lastPw
+	last := t.lastSig
+	t.mu.Unlock()
+	entries, err := listTokenFiles(t.path)
+	return !slices.Equal(signature(t.path, entries, err, pw), last)
+}
+
+// dirEntry is one file a load would read, or a directory entry it skips.
+type dirEntry struct {
+	stamp fileStamp
+	skip  error // a dangling link or a loop
+}
+
+// signature is the comparable summary Changed and Reload agree on.
+func signature(root string, entries []dirEntry, listErr error, pw []string) []fileStamp {
+	if listErr != nil {
+		return []fileStamp{{path: root, size: -1, err: errno(listErr)}}
 	}
-	targets := make(map[string]string)
-	var lineErrs []error
-	for _, st := range stamps {
-		data, err := os.ReadFile(st.path)
-		if err != nil {
-			return false, fmt.Errorf("token file: %w", err)
+	sig := make([]fileStamp, 0, len(entries)+len(pw))
+	for _, e := range entries {
+		sig = append(sig, e.stamp)
+	}
+	for _, p := range pw {
+		sig = append(sig, statStamp(p))
+	}
+	return sig
+}
+
+func statStamp(p string) fileStamp {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return fileStamp{path: p, size: -1, err: errno(err)}
+	}
+	return fileStamp{path: p, size: fi.Size(), mod: fi.ModTime().UnixNano()}
+}
+
+// errno reduces an error to something stable across polls (PathError
+// messages are, but the wrapped errno is what changes matter for).
+func errno(err error) string {
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return en.Error()
+	}
+	return err.Error()
+}
+
+// listTokenFiles lists the files a load would read, with their stamps. The
+// stamps are taken before reading, so a write racing a load is seen as a
+// change on the next poll instead of being missed.
+func listTokenFiles(path string) ([]dirEntry, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("token file: %w", err)
+	}
+	if fi.Mode().IsRegular() {
+		return []dirEntry{{stamp: fileStamp{path: path, size: fi.Size(), mod: fi.ModTime().UnixNano()}}}, nil
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("token file: %s is neither a regular file nor a directory", path)
+	}
+	des, err := os.ReadDir(path) // sorted by name
+	if err != nil {
+		return nil, fmt.Errorf("token file: %w", err)
+	}
+	entries := make([]dirEntry, 0, len(des))
+	for _, de := range des {
+		if strings.HasPrefix(de.Name(), ".") {
+			continue // editor swap files; Kubernetes' ..data links
 		}
-		m, errs := ParseTokenFile(data)
+		p := filepath.Join(path, de.Name())
+		fi, err := os.Stat(p) // follows symlinks (ConfigMap volumes)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && de.Type()&fs.ModeSymlink == 0:
+			continue // removed since ReadDir
+		case errors.Is(err, fs.ErrNotExist):
+			entries = append(entries, dirEntry{stamp: fileStamp{path: p, size: -1, err: "dangling"},
+				skip: errors.New("dangling symlink (its target does not exist)")})
+			continue
+		case errors.Is(err, syscall.ELOOP):
+			entries = append(entries, dirEntry{stamp: fileStamp{path: p, size: -1, err: "loop"},
+				skip: errors.New("symlink loop")})
+			continue
+		case err != nil:
+			// Unreadable for another reason: the load reports it and keeps
+			// the file's previous tokens.
+			entries = append(entries, dirEntry{stamp: fileStamp{path: p, size: -1, err: errno(err)}})
+			continue
+		}
+		if fi.Mode().IsRegular() {
+			entries = append(entries, dirEntry{stamp: fileStamp{path: p, size: fi.Size(), mod: fi.ModTime().UnixNano()}})
+		}
+	}
+	return entries, nil
+}
+
+// Reload re-reads the file or directory under the rule in the type's
+// comment and reports what it did.
+func (t *TokenFile) Reload() SourceReload {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rep := t.reload()
+	t.last = rep
+	return rep
+}
+
+func (t *TokenFile) reload() SourceReload {
+	rep := SourceReload{Source: t.Name(), Detail: t.path, Tokens: t.lenLocked()}
+	old := t.snap.Load()
+	if old == nil {
+		old = &tokenSnapshot{}
+	}
+	entries, err := listTokenFiles(t.path)
+	if err != nil {
+		t.lastSig, t.lastPw = signature(t.path, nil, err, nil), nil
+		rep.Err = err
+		return rep
+	}
+	next := &tokenSnapshot{grants: make(map[string]Grant), files: make(map[string]*fileState, len(entries))}
+	var pwPaths []string
+	for _, e := range entries {
+		p := e.stamp.path
+		if e.skip != nil {
+			rep.Files = append(rep.Files, FileReport{Path: p, Status: FileSkipped, Err: e.skip})
+			continue
+		}
+		st, fr, pw := loadTokenFile(p, old.files[p])
+		pwPaths = append(pwPaths, pw...)
+		rep.Files = append(rep.Files, fr)
+		if st == nil {
+			continue
+		}
+		next.files[p] = st
+		for tok, g := range st.grants {
+			next.grants[tok] = g
+		}
+	}
+	for p := range old.files {
+		if _, still := next.files[p]; !still && !hasEntry(entries, p) {
+			rep.Files = append(rep.Files, FileReport{Path: p, Status: FileRemoved})
+		}
+	}
+	slices.Sort(pwPaths)
+	pwPaths = slices.Compact(pwPaths)
+	t.lastSig, t.lastPw = signature(t.path, entries, nil, pwPaths), pwPaths
+
+	for tok, g := range next.grants {
+		og, had := old.grants[tok]
+		switch {
+		case !had:
+			rep.Added++
+		case og != g:
+			rep.Changed++
+		}
+	}
+	for tok := range old.grants {
+		if _, still := next.grants[tok]; !still {
+			rep.Removed++
+			rep.RemovedHashes = append(rep.RemovedHashes, TokenHash(tok))
+		}
+	}
+	t.snap.Store(next)
+	rep.Tokens = len(next.grants)
+	return rep
+}
+
+func (t *TokenFile) lenLocked() int {
+	if s := t.snap.Load(); s != nil {
+		return len(s.grants)
+	}
+	return 0
+}
+
+func hasEntry(entries []dirEntry, p string) bool {
+	for _, e := range entries {
+		if e.stamp.path == p {
+			return true
+		}
+	}
+	return false
+}
+
+// loadTokenFile reads one file and its password files. It returns the state
+// that serves from now on (prev when the file keeps its previous contents,
+// nil when there is none), the report, and the password files it named.
+func loadTokenFile(path string, prev *fileState) (*fileState, FileReport, []string) {
+	fr := FileReport{Path: path}
+	keep := func(status FileStatus, err error, bad int) (*fileState, FileReport) {
+		fr.Status, fr.Err, fr.BadLines = status, err, bad
+		if prev != nil {
+			fr.Tokens = len(prev.grants)
+		}
+		return prev, fr
+	}
+	data, err := readBounded(path, maxTokenFileSize)
+	if err != nil {
+		st, fr := keep(FileKept, err, 0)
+		return st, fr, nil
+	}
+	if len(bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\ufeff")))) == 0 {
+		st, fr := keep(FileEmpty, nil, 0)
+		if st == nil {
+			fr.Status = FileApplied // new and empty: nothing to keep, nothing to warn about
+		}
+		return st, fr, nil
+	}
+	entries, errs := ParseTokenFile(data)
+	dir := filepath.Dir(path)
+	var pwPaths []string
+	pwCache := make(map[string]string)
+	grants := make(map[string]Grant, len(entries))
+	for tok, e := range entries {
+		g := e.Grant
+		if e.PasswordFile != "" {
+			p := e.PasswordFile
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(dir, p)
+			}
+			pwPaths = append(pwPaths, p)
+			pw, ok := pwCache[p]
+			if !ok {
+				var err error
+				if pw, err = readPasswordFile(p); err != nil {
+					errs = append(errs, &LineError{Line: e.Line, Reason: "password-file: " + err.Error()})
+					continue
+				}
+				pwCache[p] = pw
+			}
+			g.Password = pw
+		}
+		grants[tok] = g
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b error) int { return lineOf(a) - lineOf(b) })
 		for _, e := range errs {
 			var le *LineError
 			if errors.As(e, &le) {
-				le.File = st.path
+				le.File = path
 			}
-			lineErrs = append(lineErrs, e)
 		}
-		for k, v := range m {
-			targets[k] = v
-		}
+		st, fr := keep(FileKept, joinLineErrors(errs), len(errs))
+		return st, fr, pwPaths
 	}
-	t.snap.Store(&tokenSnapshot{targets: targets, stamps: stamps})
-	return true, joinLineErrors(lineErrs)
+	fr.Status, fr.Tokens = FileApplied, len(grants)
+	return &fileState{grants: grants}, fr, pwPaths
+}
+
+func lineOf(err error) int {
+	var le *LineError
+	if errors.As(err, &le) {
+		return le.Line
+	}
+	return 0
 }
 
 func joinLineErrors(errs []error) error {
@@ -142,183 +387,44 @@ func joinLineErrors(errs []error) error {
 	return errors.Join(errs...)
 }
 
-// statTokenFiles lists the files a load would read, with their stamps. The
-// stamps are taken before reading, so a write racing a load is seen as a
-// change on the next poll instead of being missed.
-func statTokenFiles(path string) ([]fileStamp, error) {
-	fi, err := os.Stat(path)
+// readBounded reads a regular file of at most limit bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("token file: %w", err)
+		return nil, err
 	}
-	if fi.Mode().IsRegular() {
-		return []fileStamp{{path: path, size: fi.Size(), mod: fi.ModTime().UnixNano()}}, nil
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("token file: %s is neither a regular file nor a directory", path)
-	}
-	entries, err := os.ReadDir(path) // sorted by name
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("token file: %w", err)
+		return nil, err
 	}
-	stamps := make([]fileStamp, 0, len(entries))
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			continue // editor swap files; Kubernetes' ..data links
-		}
-		p := filepath.Join(path, e.Name())
-		fi, err := os.Stat(p) // follows symlinks (ConfigMap volumes)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed since ReadDir, or a dangling link
-		}
-		if err != nil {
-			return nil, fmt.Errorf("token file: %w", err)
-		}
-		if fi.Mode().IsRegular() {
-			stamps = append(stamps, fileStamp{path: p, size: fi.Size(), mod: fi.ModTime().UnixNano()})
-		}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
-	return stamps, nil
+	return data, nil
 }
 
-// Watch polls the files' sizes and modification times every interval (one
-// second if interval <= 0) and reloads on a change, until ctx ends. Errors go
-// to log (slog.Default() if nil), each distinct error once until it changes.
-// Run it in its own goroutine.
-func (t *TokenFile) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	if interval <= 0 {
-		interval = time.Second
-	}
-	if log == nil {
-		log = slog.Default()
-	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	lastErr := ""
-	report := func(err error) {
-		if err == nil {
-			lastErr = ""
-			return
-		}
-		if msg := err.Error(); msg != lastErr {
-			lastErr = msg
-			log.Warn("token file reload", "source", t.Name(), "err", err)
-		}
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		stamps, err := statTokenFiles(t.path)
-		if err != nil {
-			report(err)
-			continue
-		}
-		if slices.Equal(stamps, t.snap.Load().stamps) {
-			continue
-		}
-		swapped, err := t.reload()
-		if swapped {
-			log.Info("token file reloaded", "source", t.Name(), "tokens", t.Len())
-		}
-		report(err)
-	}
-}
-
-// ParseTokenFile parses one file's content the way websockify 0.10/0.11
-// (ReadOnlyTokenFile._load_targets) does:
-//   - lines end at "\n", "\r\n" or "\r" (Python's universal newlines);
-//   - each line is stripped of whitespace (Python's notion, which includes
-//     \x1c-\x1f); empty lines and lines starting with '#' are skipped;
-//   - the line must contain ": " exactly once, splitting token from target
-//     ("a: b: c" is an error, "vm1:host:5901" too);
-//   - the target is stripped and split at its LAST ':' into host and port,
-//     so an unbracketed IPv6 "fd00::1:5901" is host fd00::1, port 5901;
-//   - a later line for the same token wins.
-//
-// Values are returned normalised as net.JoinHostPort(host, port), e.g.
-// "[fd00::1]:5901". Where websockify would accept a line that can never work
-// or never match, this reports it instead: a target without a port, a port
-// that is not a number in 1-65535 (websockify would pass a service name to
-// getaddrinfo), a host that is neither an IP nor a DNS name, an empty token,
-// a line that is not UTF-8. Two deliberate extensions: the token is stripped
-// too (websockify keeps "vm1 " from "vm1 : host:port", a token no URL can
-// carry) and a bracketed IPv6 host "[fd00::1]:5901" is accepted (websockify
-// would hand the brackets to getaddrinfo, which fails). A UTF-8 byte-order
-// mark at the start is skipped.
-//
-// Each bad line is skipped and reported as a *LineError.
-func ParseTokenFile(data []byte) (map[string]string, []error) {
-	m := make(map[string]string)
-	var errs []error
-	s := strings.TrimPrefix(string(data), "\ufeff")
-	for n := 1; len(s) > 0; n++ {
-		line := s
-		s = ""
-		if i := strings.IndexAny(line, "\r\n"); i >= 0 {
-			next := i + 1
-			if line[i] == '\r' && next < len(line) && line[next] == '\n' {
-				next++
-			}
-			line, s = line[:i], line[next:]
-		}
-		tok, target, reason := parseTokenLine(line)
-		switch {
-		case reason != "":
-			errs = append(errs, &LineError{Line: n, Reason: reason})
-		case tok != "":
-			m[tok] = target
-		}
-	}
-	return m, errs
-}
-
-// parseTokenLine returns the token and normalised target of one line, both
-// empty for a blank or comment line, or a reason the line is bad.
-func parseTokenLine(line string) (tok, target, reason string) {
-	line = strings.TrimFunc(line, isPySpace)
-	if line == "" || line[0] == '#' {
-		return "", "", ""
-	}
-	if !utf8.ValidString(line) {
-		return "", "", "not valid UTF-8"
-	}
-	tok, target, ok := strings.Cut(line, ": ")
-	if !ok {
-		return "", "", `no ": " between token and target`
-	}
-	if strings.Contains(target, ": ") {
-		return "", "", `more than one ": "`
-	}
-	tok = strings.TrimFunc(tok, isPySpace)
-	if tok == "" {
-		return "", "", "empty token"
-	}
-	target = strings.TrimFunc(target, isPySpace)
-	i := strings.LastIndexByte(target, ':')
-	if i < 0 {
-		return "", "", "target has no port"
-	}
-	host, portStr := target[:i], target[i+1:]
-	port, err := parsePort(portStr)
+// readPasswordFile reads a VNC password: the file's content without one
+// trailing newline. The error names the file, never its content.
+func readPasswordFile(path string) (string, error) {
+	data, err := readBounded(path, maxPasswordFileSize)
 	if err != nil {
-		return "", "", "target " + err.Error()
+		return "", err
 	}
-	if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
-		host = host[1 : len(host)-1]
-		if a, err := netip.ParseAddr(host); err != nil || !a.Is6() {
-			return "", "", "brackets around something that is not an IPv6 address"
-		}
+	pw := string(trimOneNewline(data))
+	if pw == "" {
+		return "", fmt.Errorf("%s is empty", path)
 	}
-	if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
-		return "", "", "target host is neither an IP address nor a host name"
-	}
-	return tok, net.JoinHostPort(host, strconv.Itoa(int(port))), ""
+	return pw, nil
 }
 
-// isPySpace is Python's str.isspace, which str.strip() uses: Unicode
-// white space plus the ASCII separators \x1c-\x1f.
-func isPySpace(r rune) bool {
-	return unicode.IsSpace(r) || (r >= 0x1c && r <= 0x1f)
+// trimOneNewline drops one trailing "\n" or "\r\n", as editors and echo add.
+func trimOneNewline(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		b = b[:n-1]
+		if n > 1 && b[n-2] == '\r' {
+			b = b[:n-2]
+		}
+	}
+	return b
 }

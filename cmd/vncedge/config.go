@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"vncedge/engine"
+	"vncedge/routing"
 )
 
 // errHelp asks run to print the help text and exit 0.
@@ -32,6 +33,25 @@ type options struct {
 	tokenPath  string
 	tokenWatch time.Duration
 
+	// Token sources beside the file, and how lookups behave (routing.Config).
+	tokenCookie         string
+	tokenTimeout        time.Duration
+	tokenCacheTTL       time.Duration
+	tokenCacheSize      int
+	tokenRedis          string
+	tokenRedisPrefix    string
+	tokenRedisRevoke    string
+	tokenJWTKey         string
+	tokenJWTKeyFormat   string
+	tokenJWTLeeway      time.Duration
+	tokenHTTP           string
+	tokenHTTPHeaderFile string
+	tokenSingleUse      bool
+	allowUnix           []string
+	// tokenExpiryCloses (--token-expiry-closes) ends a session when its
+	// grant's Expires passes (routing.Target.Expires); the engine enforces it.
+	tokenExpiryCloses bool
+
 	configFile string
 	logLevel   slog.Level
 	logFormat  string
@@ -46,6 +66,12 @@ func defaultOptions() options {
 		tokenWatch: 2 * time.Second,
 		logLevel:   slog.LevelInfo,
 		logFormat:  "text",
+
+		tokenTimeout:      2 * time.Second,
+		tokenCacheTTL:     2 * time.Second,
+		tokenCacheSize:    10000,
+		tokenRedisRevoke:  routing.DefaultRevokeChannel,
+		tokenJWTKeyFormat: routing.JWTKeyStandard,
 	}
 }
 
@@ -124,6 +150,21 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.tokenFile, "token-file", o.tokenFile, "")
 	fs.Var(pathValue{&o.tokenPath}, "token-path", "")
 	fs.Var(durationValue{&o.tokenWatch}, "token-watch", "")
+	fs.StringVar(&o.tokenCookie, "token-cookie", o.tokenCookie, "")
+	fs.Var(durationValue{&o.tokenTimeout}, "token-timeout", "")
+	fs.Var(durationValue{&o.tokenCacheTTL}, "token-cache-ttl", "")
+	fs.Var(countValue{&o.tokenCacheSize}, "token-cache-size", "")
+	fs.StringVar(&o.tokenRedis, "token-redis", o.tokenRedis, "")
+	fs.StringVar(&o.tokenRedisPrefix, "token-redis-prefix", o.tokenRedisPrefix, "")
+	fs.StringVar(&o.tokenRedisRevoke, "token-redis-revoke-channel", o.tokenRedisRevoke, "")
+	fs.StringVar(&o.tokenJWTKey, "token-jwt-key", o.tokenJWTKey, "")
+	fs.Var(choiceValue{&o.tokenJWTKeyFormat, []string{routing.JWTKeyStandard, routing.JWTKeyWebsockify}}, "token-jwt-key-format", "")
+	fs.Var(durationValue{&o.tokenJWTLeeway}, "token-jwt-leeway", "")
+	fs.StringVar(&o.tokenHTTP, "token-http", o.tokenHTTP, "")
+	fs.StringVar(&o.tokenHTTPHeaderFile, "token-http-header-file", o.tokenHTTPHeaderFile, "")
+	fs.BoolVar(&o.tokenSingleUse, "token-single-use", o.tokenSingleUse, "")
+	fs.BoolVar(&o.tokenExpiryCloses, "token-expiry-closes", o.tokenExpiryCloses, "")
+	fs.Var(&listValue{p: &o.allowUnix}, "allow-unix", "")
 
 	fs.Var(durationValue{&e.HandshakeTimeout}, "handshake-timeout", "")
 	fs.Var(durationValue{&e.ConnectTimeout}, "connect-timeout", "")

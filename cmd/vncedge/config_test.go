@@ -59,6 +59,23 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--token-path", "/ws"}, func(o options) bool { return o.tokenPath == "/ws" }},
 		{[]string{"--token-watch", "0"}, func(o options) bool { return o.tokenWatch == 0 }},
 		{[]string{"--token-watch", "500ms"}, func(o options) bool { return o.tokenWatch == 500*time.Millisecond }},
+		{[]string{"--token-cookie", "token"}, func(o options) bool { return o.tokenCookie == "token" }},
+		{[]string{"--token-timeout", "500ms"}, func(o options) bool { return o.tokenTimeout == 500*time.Millisecond }},
+		{[]string{"--token-cache-ttl", "0"}, func(o options) bool { return o.tokenCacheTTL == 0 }},
+		{[]string{"--token-cache-size", "5"}, func(o options) bool { return o.tokenCacheSize == 5 }},
+		{[]string{"--token-redis", "redis://127.0.0.1:6379/2"}, func(o options) bool { return o.tokenRedis == "redis://127.0.0.1:6379/2" }},
+		{[]string{"--token-redis-prefix", "vnc:"}, func(o options) bool { return o.tokenRedisPrefix == "vnc:" }},
+		{[]string{"--token-redis-revoke-channel", "ch"}, func(o options) bool { return o.tokenRedisRevoke == "ch" }},
+		{[]string{"--token-jwt-key", "/etc/vncedge/jwt.pem"}, func(o options) bool { return o.tokenJWTKey == "/etc/vncedge/jwt.pem" }},
+		{[]string{"--token-jwt-key-format", "websockify"}, func(o options) bool { return o.tokenJWTKeyFormat == "websockify" }},
+		{[]string{"--token-jwt-leeway", "5s"}, func(o options) bool { return o.tokenJWTLeeway == 5*time.Second }},
+		{[]string{"--token-http", "https://api/t"}, func(o options) bool { return o.tokenHTTP == "https://api/t" }},
+		{[]string{"--token-http-header-file", "/etc/h"}, func(o options) bool { return o.tokenHTTPHeaderFile == "/etc/h" }},
+		{[]string{"--token-single-use"}, func(o options) bool { return o.tokenSingleUse }},
+		{[]string{"--token-expiry-closes"}, func(o options) bool { return o.tokenExpiryCloses }},
+		{[]string{"--allow-unix", "/run/vnc", "--allow-unix", "/run/other"}, func(o options) bool {
+			return reflect.DeepEqual(o.allowUnix, []string{"/run/vnc", "/run/other"})
+		}},
 		{[]string{"--config", "/nonexistent-is-fine-here"}, nil}, // checked in TestParseConfigFileErrors
 		{[]string{"--handshake-timeout", "3s"}, func(o options) bool { return o.engine.HandshakeTimeout == 3*time.Second }},
 		{[]string{"--connect-timeout", "1m30s"}, func(o options) bool { return o.engine.ConnectTimeout == 90*time.Second }},
@@ -155,6 +172,12 @@ func TestParseConfigBadValues(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level: want debug, info, warn or error"},
 		{[]string{"--log-format", "xml"}, "--log-format: want one of: text, json"},
 		{[]string{"--pprof=maybe"}, "--pprof"},
+		{[]string{"--token-timeout", "2"}, "--token-timeout: no unit"},
+		{[]string{"--token-cache-ttl", "-1s"}, "--token-cache-ttl: negative"},
+		{[]string{"--token-cache-size", "-1"}, "--token-cache-size: negative"},
+		{[]string{"--token-jwt-key-format", "pem"}, "--token-jwt-key-format: want one of: standard, websockify"},
+		{[]string{"--allow-unix", ""}, "--allow-unix: empty value"},
+		{[]string{"--token-single-use=perhaps"}, "--token-single-use"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -240,6 +263,21 @@ proxy-protocol: true
 token-file: /etc/vncedge/tokens
 token-path: /ws
 token-watch: 5s
+token-cookie: token
+token-timeout: 1s
+token-cache-ttl: 5s
+token-cache-size: 500
+token-redis: rediss://vncedge:pw@redis.example:6380/1
+token-redis-prefix: "vnc:"
+token-redis-revoke-channel: vnc:revoke
+token-jwt-key: /etc/vncedge/jwt.pem
+token-jwt-key-format: websockify
+token-jwt-leeway: 2s
+token-http: https://api.example/tokens
+token-http-header-file: /etc/vncedge/api-headers
+token-single-use: true
+token-expiry-closes: true
+allow-unix: [/run/vnc]
 handshake-timeout: 3s
 connect-timeout: 2s
 idle-timeout: 1h
@@ -274,6 +312,11 @@ func TestParseConfigFile(t *testing.T) {
 	e.TrustedProxies = []string{"10.0.0.0/8"}
 	e.ProxyProtocol = true
 	want.tokenFile, want.tokenPath, want.tokenWatch = "/etc/vncedge/tokens", "/ws", 5*time.Second
+	want.tokenCookie, want.tokenTimeout, want.tokenCacheTTL, want.tokenCacheSize = "token", time.Second, 5*time.Second, 500
+	want.tokenRedis, want.tokenRedisPrefix, want.tokenRedisRevoke = "rediss://vncedge:pw@redis.example:6380/1", "vnc:", "vnc:revoke"
+	want.tokenJWTKey, want.tokenJWTKeyFormat, want.tokenJWTLeeway = "/etc/vncedge/jwt.pem", "websockify", 2*time.Second
+	want.tokenHTTP, want.tokenHTTPHeaderFile = "https://api.example/tokens", "/etc/vncedge/api-headers"
+	want.tokenSingleUse, want.tokenExpiryCloses, want.allowUnix = true, true, []string{"/run/vnc"}
 	e.HandshakeTimeout, e.ConnectTimeout, e.IdleTimeout = 3*time.Second, 2*time.Second, time.Hour
 	e.PingInterval, e.PongTimeout, e.DrainTimeout = 20*time.Second, 40*time.Second, 2*time.Minute
 	e.MaxSessions, e.MaxSessionsPerVM, e.MaxFrame, e.MaxBuffered = 50000, 16, 1<<20, 16<<20
@@ -435,6 +478,9 @@ func TestHelpMentionsEveryFlag(t *testing.T) {
 		"handshake-timeout", "connect-timeout", "idle-timeout", "ping-interval", "pong-timeout",
 		"drain-timeout", "max-sessions", "max-sessions-per-upstream", "max-frame", "max-buffered",
 		"loops", "log-level", "log-format", "pprof", "token-watch", "version", "check",
+		// CONTRACT.md "Timeouts and limits" and "Token sources"
+		"token-cookie", "token-cache-ttl", "token-redis", "token-redis-prefix", "token-redis-revoke-channel",
+		"token-single-use", "token-expiry-closes", "token-jwt-key", "token-http",
 	}
 	help := helpText()
 	o := defaultOptions()
@@ -462,7 +508,7 @@ func TestHelpMentionsEveryFlag(t *testing.T) {
 		}
 	}
 	// The repeatable flags say so.
-	for _, name := range []string{"allow", "origin"} {
+	for _, name := range []string{"allow", "origin", "allow-unix"} {
 		i := strings.Index(help, "  --"+name+" ")
 		if i < 0 || !strings.HasPrefix(strings.TrimSpace(help[i:][strings.Index(help[i:], "\n"):]), "Repeatable") {
 			t.Errorf("--%s is not marked Repeatable", name)
@@ -510,10 +556,13 @@ func FuzzParseConfigFile(f *testing.F) {
 		}
 		e := o.engine
 		for _, d := range []time.Duration{e.HandshakeTimeout, e.ConnectTimeout, e.IdleTimeout,
-			e.PingInterval, e.PongTimeout, e.DrainTimeout, o.tokenWatch} {
+			e.PingInterval, e.PongTimeout, e.DrainTimeout, o.tokenWatch, o.tokenTimeout, o.tokenCacheTTL, o.tokenJWTLeeway} {
 			if d < 0 {
 				t.Fatalf("accepted a negative duration: %+v", o)
 			}
+		}
+		if o.tokenJWTKeyFormat != "standard" && o.tokenJWTKeyFormat != "websockify" || o.tokenCacheSize < 0 {
+			t.Fatalf("accepted token settings %+v", o)
 		}
 		if e.Loops < 0 || e.MaxSessions < 0 || e.MaxSessionsPerVM < 0 || e.MaxFrame < 0 || e.MaxBuffered < 0 {
 			t.Fatalf("accepted a negative limit: %+v", o)

@@ -80,13 +80,15 @@ Routing:
 		"Repeatable. A network, and ports (5901 when omitted), that path routing",
 		"(/vnc/{ip}, /vnc/{ip}:{port}) may reach; with none, /vnc/ answers 403.",
 		"Once any is given, token targets must lie inside an entry too.",
-		"Loopback, link-local and 0.0.0.0/8 stay refused unless an entry lies",
-		"inside them: --allow 127.0.0.0/8 opens loopback, 0.0.0.0/0 does not.")
-	opt("--token-file PATH", str(d.tokenFile),
-		`websockify token file, or a directory of them: "token: host:port" lines.`,
-		"Clients connect to --token-path?token=ID.")
-	opt("--token-path PATH", d.tokenPath, "URL path of token routing.")
-	opt("--token-watch D", dur(d.tokenWatch), "How often to check the token file for changes (SIGHUP also reloads).")
+		"Special ranges stay refused unless an entry lies inside them: loopback,",
+		"link-local (cloud metadata), 0.0.0.0/8, Azure 168.63.129.16, Alibaba",
+		"100.100.100.200, AWS fd00:ec2::254, and the IPv6 forms that embed these",
+		"(NAT64 64:ff9b::/96, 6to4, IPv4-mapped/-translated/-compatible).",
+		"--allow 127.0.0.0/8 opens loopback; 0.0.0.0/0 covers it but does not.")
+	opt("--allow-unix DIR", "none",
+		"Repeatable. unix:/path targets from Redis, signed tokens or the HTTP lookup",
+		"must be sockets inside DIR; with none, only the token file may name",
+		"unix: targets (--allow does not apply to sockets).")
 	opt("--origin PATTERN", "only pages whose Origin host equals the Host header's host",
 		"Repeatable. A browser origin allowed to open sessions: exact",
 		"(https://console.example.com) or a subdomain wildcard (https://*.example.com).",
@@ -99,6 +101,73 @@ Routing:
 		"Every connection starts with a PROXY protocol v1/v2 header (HAProxy",
 		"send-proxy, AWS NLB, Traefik proxyProtocol) naming the client. Accepted only",
 		"from --trusted-proxy networks (required); other connections are closed.")
+
+	w(`
+Token routing:
+  Clients connect to --token-path?token=ID (or send the token in the
+  --token-cookie cookie). Sources are asked in this order, the first that
+  knows the token wins, and a source that fails ends the lookup (503 when a
+  store is down, 504 when it is too slow): --token-file, --token-jwt-key,
+  --token-redis, --token-http. Token-file tokens, and cached answers, are
+  resolved on the event loop; the rest on workers.
+`)
+	opt("--token-path PATH", d.tokenPath, "URL path of token routing.")
+	opt("--token-cookie NAME", str(d.tokenCookie),
+		"Take the token from this cookie when the query has none (a console page",
+		"can set a cookie; noVNC cannot send headers). OpenStack uses \"token\".")
+	opt("--token-file PATH", str(d.tokenFile),
+		`websockify token file, or a directory of them: "token: target [option ...]"`,
+		"lines; target is host:port or unix:/path; options: view-only, record, tls,",
+		"password-file=PATH (the VM's VNC password; relative to the file's directory).",
+		"Reloads (SIGHUP, --token-watch) go file by file: a file with any bad line,",
+		"or an unreadable password file, keeps its previous contents whole and is",
+		"counted in vncedge_reload_errors_total; a file of only white space keeps",
+		"its previous contents with a warning (a comment-only file removes every",
+		"token); dangling symlinks and symlink loops in a directory are skipped",
+		"with a warning. Tokens that disappear are revoked.")
+	opt("--token-watch D", dur(d.tokenWatch),
+		"How often to check the token file, password files, the signing key and",
+		"the HTTP header file for changes; a change reloads like SIGHUP.")
+	opt("--token-jwt-key FILE", str(d.tokenJWTKey),
+		"Signed tokens (JWS): FILE holds a PEM public key (RS256/PS256, EdDSA,",
+		"ES256) or else the HMAC secret as raw bytes (HS256, 32 bytes at least; one",
+		"trailing newline ignored). The algorithm is pinned to the key type. Claims:",
+		"host, port, exp, nbf, jti, view_only, record, tls; a vnc_password claim is",
+		"refused. Expired, not yet valid or badly signed: 403.")
+	opt("--token-jwt-key-format FORMAT", d.tokenJWTKeyFormat,
+		"standard, or websockify: a non-PEM file is a base64url JWK k value (as",
+		"websockify's JWTTokenApi reads it) or a JWK JSON object.")
+	opt("--token-jwt-leeway D", dur(d.tokenJWTLeeway), "Clock skew allowed on exp and nbf.")
+	opt("--token-redis URL", str(d.tokenRedis),
+		"redis://[user:password@]host:port/db (rediss:// for TLS; go-redis options",
+		"such as ?dial_timeout=3s; ?master_name=NAME for Sentinel; addr=... for a",
+		"Cluster). Key = --token-redis-prefix + token; value host:port, unix:/path,",
+		`or JSON {"host": "h:p"} / {"host": "h", "port": N} with view_only, record,`,
+		"tls, vnc_password, expires (Unix seconds). A deleted or expired key ends",
+		"its sessions when the server has notify-keyspace-events Kgx.")
+	opt("--token-redis-prefix P", `"" (none)`, "Prefix of the token keys.")
+	opt("--token-redis-revoke-channel NAME", d.tokenRedisRevoke,
+		"Pub/sub channel whose messages (a token each) revoke that token on every",
+		"instance; POST /tokens/revoke publishes there too.")
+	opt("--token-http URL", str(d.tokenHTTP),
+		"Lookup service: GET URL/{token} (token path-escaped; or where {token}",
+		"stands in URL); 200 with host:port or the JSON above, 404 unknown, 5xx",
+		"store down. Keep-alive pool; redirects are not followed.")
+	opt("--token-http-header-file FILE", str(d.tokenHTTPHeaderFile),
+		`"Name: value" lines sent with every lookup (Authorization: Bearer ...).`)
+	opt("--token-timeout D", dur(d.tokenTimeout),
+		"Bound on each lookup in Redis or the HTTP service (not --connect-timeout).")
+	opt("--token-cache-ttl D", dur(d.tokenCacheTTL),
+		"Keep Redis and HTTP answers, hits and unknowns, this long (never past a",
+		"grant's expiry; errors are not kept). One lookup per token is in flight.")
+	opt("--token-cache-size N", strconv.Itoa(d.tokenCacheSize), "Most tokens the cache holds.")
+	opt("--token-single-use", strconv.FormatBool(d.tokenSingleUse),
+		"A token opens one session: Redis values are taken with GETDEL; signed tokens",
+		"are remembered by jti (else the token) until exp, in Redis when --token-redis",
+		"is set so every instance agrees; token-file tokens in memory until removed.")
+	opt("--token-expiry-closes", strconv.FormatBool(d.tokenExpiryCloses),
+		"End a session when its grant expires (JWT exp, JSON expires), not only",
+		"refuse new ones.")
 
 	w(`
 Timeouts:
@@ -147,8 +216,10 @@ Other:
 `)
 	opt("--config FILE", "none", "Read settings from a YAML file (see below).")
 	opt("--check", "",
-		"Check the flags, the config file, the token file and the web root, print",
-		`"configuration OK" and exit (status 0, or 2 with the error). Listens on nothing.`)
+		"Check the flags, the config file, the token sources (token file, signing",
+		"key, URLs, header file) and the web root, print \"configuration OK\" and",
+		"exit (status 0, or 2 with the error). Listens on nothing. Redis not",
+		"reachable is a warning: it may come up after vncedge.")
 	opt("--version", "", "Print the version and exit.")
 	opt("--help", "", "Print this help and exit.")
 
@@ -168,9 +239,11 @@ Config file:
 Signals:
   SIGTERM, SIGINT  drain: stop accepting, close sessions with 1001 after
                    --drain-timeout; a second signal exits at once
-  SIGHUP           re-read the token file(s) and the web root; a bad file
-                   keeps the previous routing. Changes to flags or the
-                   config file need a restart.
+  SIGHUP           re-read the token sources (token files, password files,
+                   signing key, HTTP header file) and the web root; each
+                   file that fails keeps its previous contents, the rest
+                   applies, and the log names every part that failed.
+                   Changes to flags or the config file need a restart.
 
 Exit status: 0 clean stop, 1 runtime failure, 2 bad flags or config.
 

@@ -13,11 +13,13 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/redis/go-redis/v9"
 
 	"vncedge/engine"
 	"vncedge/routing"
@@ -72,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 	}
 
 	logger := newLogger(stderr, opts)
-	cfg, tokens, err := buildConfig(opts, logger)
+	cfg, srcs, err := buildConfig(opts, logger)
 	if err != nil {
 		return usageError(stderr, err)
 	}
@@ -88,6 +90,7 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		return usageError(stderr, err)
 	}
 	if opts.check {
+		srcs.check(logger)
 		fmt.Fprintln(stdout, "vncedge: configuration OK")
 		return exitOK
 	}
@@ -98,16 +101,43 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		cancel()
 		watchers.Wait()
 	}()
-	if tokens != nil && opts.tokenWatch > 0 {
-		watchers.Go(func() { tokens.Watch(ctx, opts.tokenWatch, logger) })
+	// Revocation subscriptions (Redis) run until we stop.
+	watchers.Go(func() { cfg.Router.Run(ctx) })
+	// A change the watch sees reloads exactly as SIGHUP does, through the
+	// supervisor: one code path, so the log lines and the reload metrics
+	// (vncedge_reloads_total, vncedge_reload_errors_total) count both.
+	reloads := make(chan struct{}, 1)
+	if opts.tokenWatch > 0 {
+		watchers.Go(func() { watchSources(ctx, cfg.Router, opts.tokenWatch, reloads) })
 	}
 
 	logger.Info("vncedge starting", "version", versionString(), "config", opts.configFile,
-		"allow", len(opts.allow), "token_file", opts.tokenFile)
+		"allow", len(opts.allow), "token_sources", strings.Join(srcs.names, ","), "token_file", opts.tokenFile)
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve() }()
-	sv := supervisor{srv: srv, drain: cfg.DrainTimeout, dupWindow: duplicateSignalWindow, logger: logger}
+	sv := supervisor{srv: srv, drain: cfg.DrainTimeout, dupWindow: duplicateSignalWindow, logger: logger, reloads: reloads}
 	return sv.run(serveDone, signals)
+}
+
+// watchSources polls the token sources' files (cheap stats) and asks the
+// supervisor for a reload when one changed. A request already pending
+// covers this one.
+func watchSources(ctx context.Context, r *routing.Router, every time.Duration, reloads chan<- struct{}) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if r.Changed() {
+			select {
+			case reloads <- struct{}{}:
+			default:
+			}
+		}
+	}
 }
 
 // usageError reports a flag or configuration error and returns its exit code.
@@ -133,6 +163,19 @@ type supervisor struct {
 	drain     time.Duration // the server's drain timeout, to bound Shutdown
 	dupWindow time.Duration // see duplicateSignalWindow
 	logger    *slog.Logger
+	reloads   <-chan struct{} // reloads asked for by --token-watch; nil for none
+}
+
+// reload reloads the server and logs what happened. The token sources log
+// the details themselves (which files were applied, which kept their
+// previous contents and why); this line says whether all of it applied.
+func (sv supervisor) reload(trigger string) {
+	if err := sv.srv.Reload(); err != nil {
+		sv.logger.Error("reload incomplete: the parts named kept their previous contents, the rest was applied",
+			"trigger", trigger, "err", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return
+	}
+	sv.logger.Info("reloaded", "trigger", trigger)
 }
 
 // run waits for the server to stop or for signals, and returns the exit
@@ -171,6 +214,12 @@ func (sv supervisor) run(serveDone <-chan error, signals <-chan os.Signal) int {
 		case <-grace:
 			logger.Error("server did not stop after shutdown", "waited", shutdownGrace.String())
 			return exitRuntime
+		case <-sv.reloads:
+			if draining {
+				logger.Debug("token change seen while draining; not reloading")
+				continue
+			}
+			sv.reload("token-watch")
 		case sig := <-signals:
 			switch {
 			case isStop(sig) && draining && time.Since(drainStart) < sv.dupWindow:
@@ -190,11 +239,7 @@ func (sv supervisor) run(serveDone <-chan error, signals <-chan os.Signal) int {
 			case sig == syscall.SIGHUP && draining:
 				logger.Info("reload ignored while draining")
 			case sig == syscall.SIGHUP:
-				if err := srv.Reload(); err != nil {
-					logger.Error("reload failed; keeping the previous routing", "err", err)
-				} else {
-					logger.Info("reloaded")
-				}
+				sv.reload("SIGHUP")
 			default:
 				logger.Debug("ignoring signal", "signal", sig.String())
 			}
@@ -219,35 +264,147 @@ func shutdownExit(shutdownErr, serveErr error, logger *slog.Logger) int {
 	return exitOK
 }
 
-// buildConfig adds what parseConfig cannot make by itself: the router (which
-// reads the token file) and the logger.
-func buildConfig(opts options, logger *slog.Logger) (engine.Config, *routing.TokenFile, error) {
+// builtSources is what buildConfig made besides the engine config, for
+// --check and the start-up log.
+type builtSources struct {
+	names []string // in lookup order
+	redis *routing.RedisSource
+}
+
+// check reports what --check can know about the sources beyond their
+// configuration: Redis may be down now and come up later, so that is a
+// warning, not a failure.
+func (b builtSources) check(logger *slog.Logger) {
+	if b.redis == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := b.redis.Ping(ctx); err != nil {
+		logger.Warn("--token-redis is not reachable now; vncedge would start anyway and retry",
+			"redis", b.redis.Where(), "err", err)
+	}
+}
+
+// buildConfig adds what parseConfig cannot make by itself: the router, with
+// its token sources in the documented order (token file, signed tokens,
+// Redis, HTTP lookup: the ones that never block first), and the logger.
+func buildConfig(opts options, logger *slog.Logger) (engine.Config, builtSources, error) {
 	cfg := opts.engine
 	cfg.Logger = logger
 	cfg.Build = buildInfo()
-	var sources []routing.Source
-	var tokens *routing.TokenFile
+	var built builtSources
+	if err := checkSourceFlags(opts); err != nil {
+		return cfg, built, err
+	}
+	var sources []routing.TokenSource
+	closeAll := func() {
+		for _, s := range sources {
+			if c, ok := s.(interface{ Close() error }); ok {
+				_ = c.Close()
+			}
+		}
+	}
+	add := func(s routing.TokenSource) {
+		sources = append(sources, s)
+		built.names = append(built.names, s.Name())
+	}
 	if opts.tokenFile != "" {
 		tf, err := routing.NewTokenFile(opts.tokenFile)
 		if err != nil {
-			return cfg, nil, fmt.Errorf("--token-file: %w", err)
+			return cfg, built, fmt.Errorf("--token-file: %w", err)
 		}
-		tokens = tf
-		sources = append(sources, tf)
+		for _, w := range tf.LastReload().Warnings() {
+			logger.Warn("token file", "warning", w)
+		}
+		add(tf)
+	}
+	if opts.tokenJWTKey != "" {
+		j, err := routing.NewJWTSource(routing.JWTConfig{KeyFile: opts.tokenJWTKey, KeyFormat: opts.tokenJWTKeyFormat,
+			Leeway: opts.tokenJWTLeeway})
+		if err != nil {
+			return cfg, built, fmt.Errorf("--token-jwt-key: %w", err)
+		}
+		add(j)
+	}
+	var claims routing.ClaimStore
+	if opts.tokenRedis != "" {
+		// go-redis logs pool trouble on its own; it goes to our log, at
+		// debug, since every failed lookup already says what happened.
+		redis.SetLogger(redisLogger{logger})
+		rs, err := routing.NewRedisSource(routing.RedisConfig{URL: opts.tokenRedis, Prefix: opts.tokenRedisPrefix,
+			RevokeChannel: opts.tokenRedisRevoke, SingleUse: opts.tokenSingleUse, Logger: logger})
+		if err != nil {
+			closeAll()
+			return cfg, built, fmt.Errorf("--token-redis: %w", err)
+		}
+		add(rs)
+		built.redis, claims = rs, rs.Claims()
+	}
+	if opts.tokenHTTP != "" {
+		hs, err := routing.NewHTTPSource(routing.HTTPConfig{URL: opts.tokenHTTP, HeaderFile: opts.tokenHTTPHeaderFile})
+		if err != nil {
+			closeAll()
+			return cfg, built, fmt.Errorf("--token-http: %w", err)
+		}
+		add(hs)
+	}
+	timeout := opts.tokenTimeout
+	if timeout == 0 {
+		timeout = -1 // 0 turns the per-lookup bound off; the engine's setup deadline still holds
 	}
 	router, err := routing.New(routing.Config{
-		Allow:     opts.allow,
-		TokenPath: opts.tokenPath,
-		Sources:   sources,
+		Allow:         opts.allow,
+		TokenPath:     opts.tokenPath,
+		TokenCookie:   opts.tokenCookie,
+		Sources:       sources,
+		UnixDirs:      opts.allowUnix,
+		LookupTimeout: timeout,
+		CacheTTL:      opts.tokenCacheTTL,
+		CacheSize:     opts.tokenCacheSize,
+		SingleUse:     opts.tokenSingleUse,
+		Claims:        claims,
+		Logger:        logger,
 	})
 	if err != nil {
-		return cfg, nil, err
+		closeAll()
+		return cfg, built, err
 	}
 	cfg.Router = router
 	if err := cfg.Validate(); err != nil {
-		return cfg, nil, err
+		_ = router.Close()
+		return cfg, built, err
 	}
-	return cfg, tokens, nil
+	return cfg, built, nil
+}
+
+// checkSourceFlags refuses settings that would silently do nothing.
+func checkSourceFlags(opts options) error {
+	d := defaultOptions()
+	switch {
+	case opts.tokenRedis == "" && opts.tokenRedisPrefix != "":
+		return errors.New("--token-redis-prefix needs --token-redis")
+	case opts.tokenRedis == "" && opts.tokenRedisRevoke != d.tokenRedisRevoke:
+		return errors.New("--token-redis-revoke-channel needs --token-redis")
+	case opts.tokenRedis != "" && opts.tokenRedisRevoke == "":
+		return errors.New("--token-redis-revoke-channel must name a channel")
+	case opts.tokenHTTP == "" && opts.tokenHTTPHeaderFile != "":
+		return errors.New("--token-http-header-file needs --token-http")
+	case opts.tokenJWTKey == "" && opts.tokenJWTKeyFormat != d.tokenJWTKeyFormat:
+		return errors.New("--token-jwt-key-format needs --token-jwt-key")
+	case opts.tokenJWTKey == "" && opts.tokenJWTLeeway != 0:
+		return errors.New("--token-jwt-leeway needs --token-jwt-key")
+	case opts.tokenCacheTTL > 0 && opts.tokenCacheSize == 0:
+		return errors.New("--token-cache-size must be at least 1 (--token-cache-ttl 0 turns the cache off)")
+	}
+	return nil
+}
+
+// redisLogger hands go-redis' log lines to slog.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.Debug("redis client", "detail", fmt.Sprintf(format, v...))
 }
 
 func newLogger(w io.Writer, opts options) *slog.Logger {

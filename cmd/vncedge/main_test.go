@@ -199,7 +199,7 @@ func TestSuperviseReloadThenDrain(t *testing.T) {
 	if n := srv.shutdowns.Load(); n != 1 {
 		t.Errorf("%d shutdowns, want 1", n)
 	}
-	for _, want := range []string{"msg=reloaded", "reload failed", "bad line 3", "stop signal: draining", "signal=terminated", "msg=stopped"} {
+	for _, want := range []string{"msg=reloaded trigger=SIGHUP", "reload incomplete", "bad line 3", "stop signal: draining", "signal=terminated", "msg=stopped"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, log.String())
 		}
@@ -340,9 +340,9 @@ func TestRunServeReloadStop(t *testing.T) {
 
 	signals <- syscall.SIGHUP
 	waitFor(t, "the reload log line", func() bool {
-		return strings.Contains(stderr.String(), "reloaded") || strings.Contains(stderr.String(), "reload failed")
+		return strings.Contains(stderr.String(), "msg=reloaded") || strings.Contains(stderr.String(), "reload incomplete")
 	})
-	if strings.Contains(stderr.String(), "reload failed") {
+	if strings.Contains(stderr.String(), "reload incomplete") {
 		t.Errorf("reload failed:\n%s", stderr.String())
 	}
 
