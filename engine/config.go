@@ -81,6 +81,16 @@ type Config struct {
 	// stores); 0 means 5% of the limit, at least 128.
 	FDReserve int
 
+	// TokenExpiryCloses ends a session when its grant's expiry passes
+	// (--token-expiry-closes), with 1008 "access expired"; without it an
+	// expiry only refuses new sessions.
+	TokenExpiryCloses bool
+
+	// AdminTokenFile holds the bearer token every admin request but
+	// /healthz and /readyz must carry (--admin-token-file); re-read on
+	// Reload. Required as soon as the admin listener is not on loopback.
+	AdminTokenFile string
+
 	// Pprof exposes net/http/pprof on the admin listener.
 	Pprof bool
 	// Build names the binary in vncedge_build_info.

@@ -21,12 +21,14 @@ import (
 // errSetupTimeout ends a dial whose worker never reported back.
 var errSetupTimeout = errors.New("connect did not complete in time")
 
-// startResolve looks the route up: a path route on the loop itself (it is
-// an IP literal checked against the allow-list, no I/O), anything else on a
-// worker, since token sources and DNS may block.
+// startResolve looks the route up on the loop itself when that needs no
+// I/O (path routes: IP literals checked against the allow-list; tokens of
+// the in-memory token file, or in the cache), else on a worker, since
+// token stores and DNS may block: a goroutine hop per setup is what the
+// fast path saves.
 func (srv *Server) startResolve(s *session) {
-	if s.route.Kind == routing.KindPath {
-		tgt, err := srv.router.Resolve(context.Background(), s.route)
+	tgt, err := srv.router.ResolveFast(s.route)
+	if !errors.Is(err, routing.ErrWouldBlock) {
 		s.onResolved(tgt, err)
 		return
 	}
@@ -75,9 +77,16 @@ func (s *session) onResolved(tgt routing.Target, err error) {
 		return
 	}
 	s.target = tgt
+	if s.srv.cfg.TokenExpiryCloses && !tgt.Expires.IsZero() {
+		s.expiresAt = max(int64(tgt.Expires.Sub(s.srv.epoch)), 1)
+	}
 	// The per-VM limit counts by the address dialled, so that a VM
 	// reached by name and by address is one VM.
-	key := tgt.Addr.String()
+	key := tgt.Key()
+	if s.srv.vmDrained(key) {
+		s.failSetup(rejectVMDrained, "VM "+key+" is drained")
+		return
+	}
 	if !s.srv.limits.acquireVM(key) {
 		s.failSetup(rejectVMCap, "per-VM limit reached for "+key)
 		return
@@ -103,7 +112,7 @@ func (s *session) failSetupStatus(why rejectReason, status int, detail string) {
 	srv.met.upgradesFailed[why].Inc()
 	srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upgrade rejected",
 		slog.String("client", s.remote), slog.String("route", s.route.Kind.String()),
-		slog.String("token", routing.TokenHash(s.route.Token)), slog.Int("status", status),
+		slog.String("token", s.tokenHash), slog.Int("status", status),
 		slog.String("reason", why.String()), slog.String("detail", detail))
 	s.to(stClosed)
 	s.release()
@@ -130,14 +139,14 @@ func (srv *Server) startDial(s *session) {
 		s.failSetup(rejectCapacity, "too many sessions being set up (MaxPendingSetups)")
 		return
 	}
-	addr := s.target.Addr.String()
+	network, addr := s.target.Network(), s.target.DialAddr()
 	el := s.ls.el
 	ref := &s.vmRef
 	go func() {
 		defer srv.releaseSetup()
 		d := net.Dialer{Timeout: srv.cfg.ConnectTimeout}
 		t0 := time.Now()
-		nc, err := d.Dial("tcp", addr)
+		nc, err := d.Dial(network, addr)
 		srv.met.dialSeconds.UpdateDuration(t0)
 		if err == nil {
 			var ch <-chan gnet.RegisteredResult
@@ -186,7 +195,7 @@ func (s *session) onDialFailed(err error) {
 	}
 	s.srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream dial failed",
 		slog.String("session", s.id), slog.String("target", s.target.Name),
-		slog.String("upstream", s.target.Addr.String()), slog.String("error", err.Error()))
+		slog.String("upstream", s.target.Key()), slog.String("error", err.Error()))
 	s.closeWith(ws.StatusInternalServerError, reasonDialFailed, "VNC server unreachable: "+errText(err))
 }
 

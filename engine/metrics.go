@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -38,6 +39,9 @@ type serverMetrics struct {
 	enrollErrors    *metrics.Counter
 	logLinesSampled *metrics.Counter
 	budgetSheds     *metrics.Counter
+	revocations     *metrics.Counter
+	lookups         sync.Map // lookupKey -> *metrics.Counter
+	lookupSeconds   sync.Map // source -> *metrics.PrometheusHistogram
 }
 
 func newServerMetrics() *serverMetrics {
@@ -64,6 +68,7 @@ func newServerMetrics() *serverMetrics {
 		enrollErrors:    s.NewCounter("vncedge_enroll_errors_total"),
 		logLinesSampled: s.NewCounter("vncedge_log_lines_suppressed_total"),
 		budgetSheds:     s.NewCounter("vncedge_memory_budget_sheds_total"),
+		revocations:     s.NewCounter("vncedge_token_revocations_total"),
 	}
 	for r := shedNone + 1; r < numShedReasons; r++ {
 		m.connectionsShed[r] = s.NewCounter(fmt.Sprintf(`vncedge_connections_shed_total{reason=%q}`, r.String()))
@@ -198,6 +203,12 @@ func metricHelp(family string) string {
 		return "Sessions closed (1008) because the queues of all sessions went over --memory-budget."
 	case "vncedge_limit_memory_budget_bytes":
 		return "Configured --memory-budget in bytes (0: no limit)."
+	case "vncedge_token_lookups_total":
+		return "Answers of each token source in route lookups, by source and result (cached: the cache answered for it)."
+	case "vncedge_token_lookup_duration_seconds":
+		return "Time a token source took to answer one lookup, by source (cached answers not included)."
+	case "vncedge_token_revocations_total":
+		return "Token revocations seen (admin API, Redis, token file reload); their sessions end with 1008."
 	case "vncedge_limit_max_pending_setups":
 		return "Route lookups and dials that may run at once; more get 503 (reason capacity)."
 	}

@@ -27,6 +27,10 @@ const (
 	reasonSlowConsumer  // over --max-buffered in either direction
 	reasonShutdown      // drain timeout expired (1001)
 	reasonMemoryBudget  // the process's queued bytes were over MemoryBudget (1008)
+	reasonRevoked       // its token was revoked (1008)
+	reasonExpired       // its grant expired, with --token-expiry-closes (1008)
+	reasonOperator      // ended through the admin API (1008)
+	reasonVMDrained     // its VM was drained through the admin API (1001)
 	numCloseReasons
 )
 
@@ -34,7 +38,8 @@ const (
 var closeReasonNames = [numCloseReasons]string{
 	"client_closed", "client_gone", "upstream_closed", "upstream_error", "dial_failed",
 	"idle_timeout", "pong_timeout", "protocol_error", "unsupported_data", "invalid_data",
-	"frame_too_large", "slow_consumer", "shutdown", "memory_budget",
+	"frame_too_large", "slow_consumer", "shutdown", "memory_budget", "revoked", "expired",
+	"operator", "vm_drained",
 }
 
 func (r closeReason) String() string { return closeReasonNames[r] }
@@ -63,6 +68,12 @@ const (
 	rejectHandshakes                       // 503 over the handshake limits (a PROXY header named a client at its limit)
 	rejectDescriptors                      // 503 the descriptor budget is spent
 	rejectStaticBusy                       // 503 too many static response bytes queued in all
+	rejectInvalidToken                     // 403 a source knows the token and refuses it (bad signature, forbidden claim)
+	rejectExpired                          // 403 the token is past its expiry or not yet valid
+	rejectRevoked                          // 403 the token was revoked
+	rejectTokenUsed                        // 403 --token-single-use, and the token was used
+	rejectUnavailable                      // 503 a token store cannot be reached
+	rejectVMDrained                        // 503 the VM is being drained (admin API)
 	numRejectReasons
 )
 
@@ -94,6 +105,12 @@ var rejections = [numRejectReasons]struct {
 	rejectHandshakes:   {"handshakes", http.StatusServiceUnavailable, "server too busy"},
 	rejectDescriptors:  {"descriptors", http.StatusServiceUnavailable, "server too busy"},
 	rejectStaticBusy:   {"static_busy", http.StatusServiceUnavailable, "server too busy"},
+	rejectInvalidToken: {"invalid_token", http.StatusForbidden, "invalid link"},
+	rejectExpired:      {"token_expired", http.StatusForbidden, "expired link"},
+	rejectRevoked:      {"token_revoked", http.StatusForbidden, "revoked link"},
+	rejectTokenUsed:    {"token_used", http.StatusForbidden, "link already used"},
+	rejectUnavailable:  {"store_unavailable", http.StatusServiceUnavailable, "try again shortly"},
+	rejectVMDrained:    {"vm_drained", http.StatusServiceUnavailable, "this VM is in maintenance"},
 }
 
 func (r rejectReason) String() string { return rejections[r].label }
@@ -130,6 +147,16 @@ func routeReject(err error) (rejectReason, int) {
 	switch {
 	case errors.Is(err, routing.ErrUnknownToken):
 		why = rejectUnknownToken
+	case errors.Is(err, routing.ErrRevoked):
+		why = rejectRevoked
+	case errors.Is(err, routing.ErrExpired):
+		why = rejectExpired
+	case errors.Is(err, routing.ErrTokenUsed):
+		why = rejectTokenUsed
+	case errors.Is(err, routing.ErrInvalidToken):
+		why = rejectInvalidToken
+	case errors.Is(err, routing.ErrUnavailable):
+		why = rejectUnavailable
 	case errors.Is(err, routing.ErrForbidden):
 		why = rejectForbidden
 	case errors.Is(err, routing.ErrNoRoute):

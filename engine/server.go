@@ -44,10 +44,14 @@ type Server struct {
 	maxHandshakes int
 	clients       *clientLimits
 	staticQueued  atomic.Int64 // static response bytes gnet holds for slow readers
-	enrolls       chan pendingEnroll
-	acceptLog     sampledLog // accept and enroll failures
-	shedLog       sampledLog // connections refused at accept
-	rejectLog     sampledLog // requests refused before an upgrade
+
+	registry   registry               // session id -> session (registry.go)
+	drainedVMs sync.Map               // VM key -> struct{}: refused until undrained
+	adminToken atomic.Pointer[string] // --admin-token-file's bearer token; nil when off
+	enrolls    chan pendingEnroll
+	acceptLog  sampledLog // accept and enroll failures
+	shedLog    sampledLog // connections refused at accept
+	rejectLog  sampledLog // requests refused before an upgrade
 
 	tune tuning // values derived from cfg, once
 	// strict makes an illegal session transition panic: set under go test,
@@ -132,6 +136,15 @@ func New(cfg Config) (*Server, error) {
 	s.met.registerServer(s)
 	s.met.set.NewGauge("vncedge_queued_bytes", func() float64 { return float64(s.queuedTotal()) })
 	s.maxHandshakes = cfg.MaxHandshakes
+	if cfg.AdminTokenFile != "" {
+		tok, err := loadAdminToken(cfg.AdminTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("engine config: %w", err)
+		}
+		s.adminToken.Store(&tok)
+	}
+	s.router.SetObserver(s.observeLookup)
+	s.router.OnRevoke(s.revoked)
 	s.met.set.NewGauge("vncedge_handshakes_active", func() float64 { return float64(s.handshakes.Load()) })
 	s.met.set.NewGauge("vncedge_descriptors_used", func() float64 { return float64(s.fds.used.Load()) })
 	s.met.set.NewGauge("vncedge_descriptors_limit", func() float64 { return float64(s.fds.limit) })
@@ -248,6 +261,13 @@ func (s *Server) Reload() error {
 			errs = append(errs, fmt.Errorf("web root: %w", err))
 		} else {
 			s.site.Store(site)
+		}
+	}
+	if s.cfg.AdminTokenFile != "" {
+		if tok, err := loadAdminToken(s.cfg.AdminTokenFile); err != nil {
+			errs = append(errs, err) // the previous token stays
+		} else {
+			s.adminToken.Store(&tok)
 		}
 	}
 	err := errors.Join(errs...)

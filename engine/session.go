@@ -198,7 +198,9 @@ type session struct {
 	upgradeResp *bytebufferpool.ByteBuffer
 	mode        wireMode
 	route       routing.Route
+	tokenHash   string // of route.Token, for logs, the admin API and revocation; "" for path routes
 	target      routing.Target
+	expiresAt   int64 // --token-expiry-closes: the grant's expiry (coarse clock); 0 when none
 	slots       slots
 
 	in  inbound
@@ -241,10 +243,14 @@ func newSession(h *httpConn, info upgradeInfo, mode wireMode, resp *bytebufferpo
 	}
 	moveConnSlots(&s.slots, &h.slots)
 	s.slots.session, s.slots.client = true, info.clientKey
+	if info.route.Kind == routing.KindToken {
+		s.tokenHash = routing.TokenHash(info.route.Token)
+	}
 	s.browserRef = connRef{s: s}
 	s.vmRef = connRef{s: s, vm: true}
 	s.browser.c.SetContext(&s.browserRef)
 	ls.sessions.add(s)
+	srv.registry.add(s)
 	srv.met.sessionsActive.Inc()
 	srv.startResolve(s)
 }
@@ -334,7 +340,7 @@ func (s *session) startRelay() {
 	s.srv.log.LogAttrs(context.Background(), slog.LevelInfo, "session open",
 		slog.String("session", s.id), slog.String("client", s.remote),
 		slog.String("route", s.route.Kind.String()), slog.String("target", s.target.Name),
-		slog.String("upstream", s.target.Addr.String()), slog.String("token", s.target.TokenHash),
+		slog.String("upstream", s.target.Key()), slog.String("token", s.tokenHash),
 		slog.String("protocol", s.mode.String()))
 	if c := s.browser.c; c != nil && c.InboundBuffered() > 0 {
 		_ = c.Wake(nil) // frames that arrived with or right after the upgrade
@@ -420,6 +426,7 @@ func (s *session) release() {
 		s.vmPending = nil
 	}
 	s.ls.sessions.remove(s)
+	s.srv.registry.remove(s)
 	s.srv.releaseSlots(&s.slots)
 }
 
@@ -459,6 +466,10 @@ func (s *session) checkRelaying(now int64) {
 	cfg := &s.srv.cfg
 	if cfg.IdleTimeout > 0 && now-s.lastActive > int64(cfg.IdleTimeout) {
 		s.closeWith(ws.StatusGoingAway, reasonIdleTimeout, "idle timeout")
+		return
+	}
+	if s.expiresAt > 0 && now > s.expiresAt {
+		s.closeWith(ws.StatusPolicyViolation, reasonExpired, "access expired")
 		return
 	}
 	s.checkParks(now)

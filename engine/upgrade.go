@@ -35,20 +35,16 @@ type upgradeInfo struct {
 // It touches no socket, so the fuzz target drives it directly.
 func (srv *Server) checkUpgrade(head []byte, resp io.Writer, remote string, key netip.Addr) (upgradeInfo, ws.Handshake, error) {
 	info := upgradeInfo{reject: rejectBadRequest, client: remote, clientKey: key}
+	cookieRouting := srv.router.TokenCookie() != ""
+	var uriCopy, cookies []byte // with cookie routing, the route waits for the headers
 	u := ws.Upgrader{
 		ProtocolCustom: selectProtocol,
 		OnRequest: func(uri []byte) error {
-			rt, err := srv.router.Classify(uri)
-			if err != nil {
-				// The body says only what the browser may know; the
-				// reason (it can quote the allow-list) goes to the log.
-				var status int
-				info.reject, status = routeReject(err)
-				_, info.detail = routeStatus(err)
-				return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(info.reject.public()))
+			if cookieRouting {
+				uriCopy = append(uriCopy[:0], uri...)
+				return nil
 			}
-			info.route = rt
-			return nil
+			return info.classify(srv.router.Classify(uri))
 		},
 		OnHost: func(h []byte) error {
 			info.host = string(h)
@@ -63,11 +59,21 @@ func (srv *Server) checkUpgrade(head []byte, resp io.Writer, remote string, key 
 					info.xff += ","
 				}
 				info.xff += string(v)
+			case cookieRouting && bytes.EqualFold(k, []byte("Cookie")):
+				if len(cookies) > 0 {
+					cookies = append(cookies, "; "...)
+				}
+				cookies = append(cookies, v...)
 			}
 			return nil
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
 			info.resolveClient(srv)
+			if cookieRouting {
+				if err := info.classify(srv.router.ClassifyCookie(uriCopy, cookies)); err != nil {
+					return nil, err
+				}
+			}
 			switch {
 			case !srv.origins.allow(info.origin, info.host):
 				info.reject = rejectOrigin
@@ -108,6 +114,20 @@ func (srv *Server) checkUpgrade(head []byte, resp io.Writer, remote string, key 
 		}
 	}
 	return info, hs, err
+}
+
+// classify takes Classify's answer: the route, or the rejection gobwas/ws
+// writes. The body says only what the browser may know; the reason (it can
+// quote the allow-list) goes to the log.
+func (info *upgradeInfo) classify(rt routing.Route, err error) error {
+	if err != nil {
+		var status int
+		info.reject, status = routeReject(err)
+		_, info.detail = routeStatus(err)
+		return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(info.reject.public()))
+	}
+	info.route = rt
+	return nil
 }
 
 // resolveClient applies a trusted X-Forwarded-For, once.

@@ -48,9 +48,6 @@ type options struct {
 	tokenHTTPHeaderFile string
 	tokenSingleUse      bool
 	allowUnix           []string
-	// tokenExpiryCloses (--token-expiry-closes) ends a session when its
-	// grant's Expires passes (routing.Target.Expires); the engine enforces it.
-	tokenExpiryCloses bool
 
 	configFile string
 	logLevel   slog.Level
@@ -139,6 +136,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 
 	fs.StringVar(&e.Listen, "listen", e.Listen, "")
 	fs.StringVar(&e.Admin, "admin", e.Admin, "")
+	fs.StringVar(&e.AdminTokenFile, "admin-token-file", e.AdminTokenFile, "")
 	fs.Var(countValue{&e.Loops}, "loops", "")
 	fs.StringVar(&e.WebDir, "web", e.WebDir, "")
 	fs.BoolVar(&e.Pprof, "pprof", e.Pprof, "")
@@ -163,7 +161,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.tokenHTTP, "token-http", o.tokenHTTP, "")
 	fs.StringVar(&o.tokenHTTPHeaderFile, "token-http-header-file", o.tokenHTTPHeaderFile, "")
 	fs.BoolVar(&o.tokenSingleUse, "token-single-use", o.tokenSingleUse, "")
-	fs.BoolVar(&o.tokenExpiryCloses, "token-expiry-closes", o.tokenExpiryCloses, "")
+	fs.BoolVar(&e.TokenExpiryCloses, "token-expiry-closes", e.TokenExpiryCloses, "")
 	fs.Var(&listValue{p: &o.allowUnix}, "allow-unix", "")
 
 	fs.Var(durationValue{&e.HandshakeTimeout}, "handshake-timeout", "")

@@ -38,6 +38,7 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"-listen", ":1"}, func(o options) bool { return o.engine.Listen == ":1" }},
 		{[]string{"--admin", "127.0.0.1:9999"}, func(o options) bool { return o.engine.Admin == "127.0.0.1:9999" }},
 		{[]string{"--admin", ""}, func(o options) bool { return o.engine.Admin == "" }},
+		{[]string{"--admin-token-file", "/run/secrets/admin"}, func(o options) bool { return o.engine.AdminTokenFile == "/run/secrets/admin" }},
 		{[]string{"--admin="}, func(o options) bool { return o.engine.Admin == "" }},
 		{[]string{"--loops", "3"}, func(o options) bool { return o.engine.Loops == 3 }},
 		{[]string{"--web", "/usr/share/novnc"}, func(o options) bool { return o.engine.WebDir == "/usr/share/novnc" }},
@@ -72,7 +73,7 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--token-http", "https://api/t"}, func(o options) bool { return o.tokenHTTP == "https://api/t" }},
 		{[]string{"--token-http-header-file", "/etc/h"}, func(o options) bool { return o.tokenHTTPHeaderFile == "/etc/h" }},
 		{[]string{"--token-single-use"}, func(o options) bool { return o.tokenSingleUse }},
-		{[]string{"--token-expiry-closes"}, func(o options) bool { return o.tokenExpiryCloses }},
+		{[]string{"--token-expiry-closes"}, func(o options) bool { return o.engine.TokenExpiryCloses }},
 		{[]string{"--allow-unix", "/run/vnc", "--allow-unix", "/run/other"}, func(o options) bool {
 			return reflect.DeepEqual(o.allowUnix, []string{"/run/vnc", "/run/other"})
 		}},
@@ -251,6 +252,7 @@ func writeFile(t *testing.T, content string) string {
 const fullFile = `# every key, as an operator would write them
 listen: 127.0.0.1:7000
 admin: ""
+admin-token-file: /etc/vncedge/admin-token
 loops: 2
 web: /usr/share/novnc
 pprof: true
@@ -316,7 +318,9 @@ func TestParseConfigFile(t *testing.T) {
 	want.tokenRedis, want.tokenRedisPrefix, want.tokenRedisRevoke = "rediss://vncedge:pw@redis.example:6380/1", "vnc:", "vnc:revoke"
 	want.tokenJWTKey, want.tokenJWTKeyFormat, want.tokenJWTLeeway = "/etc/vncedge/jwt.pem", "websockify", 2*time.Second
 	want.tokenHTTP, want.tokenHTTPHeaderFile = "https://api.example/tokens", "/etc/vncedge/api-headers"
-	want.tokenSingleUse, want.tokenExpiryCloses, want.allowUnix = true, true, []string{"/run/vnc"}
+	want.tokenSingleUse, want.allowUnix = true, []string{"/run/vnc"}
+	want.engine.TokenExpiryCloses = true
+	want.engine.AdminTokenFile = "/etc/vncedge/admin-token"
 	e.HandshakeTimeout, e.ConnectTimeout, e.IdleTimeout = 3*time.Second, 2*time.Second, time.Hour
 	e.PingInterval, e.PongTimeout, e.DrainTimeout = 20*time.Second, 40*time.Second, 2*time.Minute
 	e.MaxSessions, e.MaxSessionsPerVM, e.MaxFrame, e.MaxBuffered = 50000, 16, 1<<20, 16<<20

@@ -56,6 +56,8 @@ WebSocket; vncedge relays each session to a VNC server over TCP.
 
 Usage:
   vncedge [flags]
+  vncedge sessions [--admin ADDR] [--admin-token-file FILE] [--target HOST:PORT] [--token HASH] [--json]
+      the live sessions of a running vncedge, from its admin listener
 
 Flags take one dash or two (--listen or -listen) and their value after "="
 or as the next argument. Durations are Go durations (500ms, 10s, 1m30s);
@@ -66,9 +68,13 @@ Listeners:
 `)
 	opt("--listen ADDR", str(e.Listen), "WebSocket upgrades and static files.")
 	opt("--admin ADDR", str(e.Admin),
-		`/metrics, /healthz, /readyz (and /debug/pprof/ with --pprof); "" turns it off.`,
-		"Keep it on a private address: it is not authenticated. Port 6089 sits",
-		"next to the listen port's 6080 and clear of Prometheus's own 9090.")
+		`/metrics, /healthz, /readyz, the live-session API (/sessions, /targets,`,
+		`/tokens/revoke) and /debug/pprof/ with --pprof; "" turns it off. Port 6089`,
+		"sits next to the listen port's 6080 and clear of Prometheus's own 9090.")
+	opt("--admin-token-file FILE", str(e.AdminTokenFile),
+		"A bearer token (one line) every admin request but /healthz and /readyz",
+		"must send (Authorization: Bearer ...); re-read on SIGHUP. Without it the",
+		"admin listener is open to whoever reaches it: keep it on loopback then.")
 	opt("--loops N", strconv.Itoa(e.Loops)+" (one per CPU)", "Event loops.")
 	opt("--web DIR", str(e.WebDir), "Serve static files (the noVNC client) from DIR on the listen port.")
 	opt("--pprof", strconv.FormatBool(e.Pprof), "Expose /debug/pprof/ on the admin listener.")
@@ -165,7 +171,7 @@ Token routing:
 		"A token opens one session: Redis values are taken with GETDEL; signed tokens",
 		"are remembered by jti (else the token) until exp, in Redis when --token-redis",
 		"is set so every instance agrees; token-file tokens in memory until removed.")
-	opt("--token-expiry-closes", strconv.FormatBool(d.tokenExpiryCloses),
+	opt("--token-expiry-closes", strconv.FormatBool(e.TokenExpiryCloses),
 		"End a session when its grant expires (JWT exp, JSON expires), not only",
 		"refuse new ones.")
 

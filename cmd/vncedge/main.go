@@ -60,6 +60,9 @@ const shutdownGrace = 10 * time.Second
 // run is the whole program, with its surroundings passed in so tests can
 // drive it: args without the program name, and a channel of signals.
 func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
+	if len(args) > 0 && args[0] == "sessions" {
+		return runSessions(args[1:], stdout, stderr)
+	}
 	opts, err := parseConfig(args)
 	if errors.Is(err, errHelp) {
 		fmt.Fprint(stdout, helpText())
