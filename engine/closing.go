@@ -102,6 +102,13 @@ func (s *session) onVMClose(c gnet.Conn, err error) {
 		return // stale (already replaced or the session is over)
 	}
 	s.vm = nil
+	if s.state == stRFB {
+		if err == nil {
+			err = io.EOF
+		}
+		s.vmHandshakeFailed(err) // the VM hung up during the proxy's handshake
+		return
+	}
 	if s.vmPark.closed() || s.state != stRelaying {
 		return
 	}

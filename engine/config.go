@@ -86,6 +86,19 @@ type Config struct {
 	// expiry only refuses new sessions.
 	TokenExpiryCloses bool
 
+	// RFBErrors explains the failures a user with a valid link can meet
+	// (an unknown or expired link, a token store down, an unreachable VM,
+	// a VM that refuses the proxy) inside RFB after the 101, where noVNC
+	// shows the reason, instead of with an HTTP status it cannot show.
+	RFBErrors bool
+	// VNCPasswordFile holds the VNC password of every VM (one fleet, one
+	// password); a grant's own password wins. With a password the proxy
+	// answers the VM's challenge itself and offers the browser None.
+	VNCPasswordFile string
+	// ViewOnly makes every session view-only: the proxy drops the
+	// browser's keyboard, pointer, clipboard and resize messages.
+	ViewOnly bool
+
 	// AdminTokenFile holds the bearer token every admin request but
 	// /healthz and /readyz must carry (--admin-token-file); re-read on
 	// Reload. Required as soon as the admin listener is not on loopback.
@@ -162,6 +175,7 @@ func DefaultConfig() Config {
 		MaxStaticQueued:    64 << 20,
 		MaxHandshakes:      int(max(descriptorBudget(0)/4, 1)),
 		MemoryBudget:       defaultMemoryBudget(),
+		RFBErrors:          true,
 
 		ReadBufferCap:    256 << 10,
 		ChunkSize:        256 << 10,

@@ -73,6 +73,10 @@ func (s *session) onResolved(tgt routing.Target, err error) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			detail = "route lookup timed out: " + detail
 		}
+		if s.srv.refusesInRFB(why) {
+			s.rejectInRFB(why, status, detail)
+			return
+		}
 		s.failSetupStatus(why, status, detail)
 		return
 	}
@@ -105,6 +109,19 @@ func (s *session) onResolved(tgt routing.Target, err error) {
 // to the log.
 func (s *session) failSetup(why rejectReason, detail string) {
 	s.failSetupStatus(why, why.status(), detail)
+}
+
+// rejectInRFB is failSetup for the failures noVNC should explain: counted
+// and logged the same, but answered with the 101 and an RFB refusal.
+func (s *session) rejectInRFB(why rejectReason, status int, detail string) {
+	srv := s.srv
+	srv.met.upgradesFailed[why].Inc()
+	srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upgrade rejected",
+		slog.String("client", s.remote), slog.String("route", s.route.Kind.String()),
+		slog.String("token", s.tokenHash), slog.Int("status", status), slog.String("answer", "rfb"),
+		slog.String("reason", why.String()), slog.String("detail", detail))
+	s.setupRefused = true
+	s.refuse(reasonBrowserClosed, rfbReason(why))
 }
 
 func (s *session) failSetupStatus(why rejectReason, status int, detail string) {
@@ -196,6 +213,10 @@ func (s *session) onDialFailed(err error) {
 	s.srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream dial failed",
 		slog.String("session", s.id), slog.String("target", s.target.Name),
 		slog.String("upstream", s.target.Key()), slog.String("error", err.Error()))
+	if s.srv.cfg.RFBErrors {
+		s.refuse(reasonDialFailed, "this VM is not reachable right now")
+		return
+	}
 	s.closeWith(ws.StatusInternalServerError, reasonDialFailed, "VNC server unreachable: "+errText(err))
 }
 

@@ -92,7 +92,11 @@ func TestTokenRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := startServer(t, func(_ *Config, rc *routing.Config) { rc.Sources = []routing.TokenSource{tf} })
+	// --rfb-errors=false: refusals are HTTP statuses (rfb_test.go has the RFB ones).
+	ts := startServer(t, func(c *Config, rc *routing.Config) {
+		c.RFBErrors = false
+		rc.Sources = []routing.TokenSource{tf}
+	})
 	c := mustDialWS(t, ts.url+"/websockify?token=vm1", "binary")
 	c.writeFrame(true, ws.OpBinary, []byte("hello"))
 	if got := c.readData(5, 5*time.Second); string(got) != "hello" {
@@ -288,7 +292,9 @@ func TestUpstreamUnreachable(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.2:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	ts := startServer(t, nil)
+	// --rfb-errors=false: a failed dial is 101 then 1011 (rfb_test.go has
+	// the RFB refusal).
+	ts := startServer(t, func(c *Config, _ *routing.Config) { c.RFBErrors = false })
 	c := mustDialWS(t, ts.url+"/vnc/"+addr, "binary")
 	code, reason := c.expectClose(10 * time.Second)
 	if code != ws.StatusInternalServerError || !strings.Contains(reason, "refused") {

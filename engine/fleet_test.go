@@ -87,8 +87,8 @@ func TestRevocationClosesSessions(t *testing.T) {
 	if got := other.readData(5, 5*time.Second); string(got) != "alive" {
 		t.Fatalf("the other token's session: %q", got)
 	}
-	if st, _ := rawRequest(t, ts.Addr(), upgradeRequest("/websockify?token=t1")); st != 403 {
-		t.Fatalf("a revoked token's new upgrade: %d, want 403", st)
+	if r := mustDialWS(t, ts.url+"/websockify?token=t1").rfbRefusal(); r != "unknown or expired link" {
+		t.Fatalf("a revoked token's new session: refusal %q", r)
 	}
 	waitUntil(t, 5*time.Second, "revoked closes counted", func() bool {
 		return ts.metricValue(`vncedge_sessions_closed_total{reason="revoked"}`) == "2"
@@ -149,7 +149,7 @@ func TestTokenExpiryCloses(t *testing.T) {
 func TestAdminSessionsAPI(t *testing.T) {
 	echo := startEcho(t, "127.0.0.2:0", nil)
 	other := startEcho(t, "127.0.0.3:0", nil)
-	tf := tokenFile(t, "vm1: "+echo.addr()+" view-only\n")
+	tf := tokenFile(t, "vm1: "+echo.addr()+"\n")
 	ts := startServer(t, func(_ *Config, rc *routing.Config) { rc.Sources = []routing.TokenSource{tf} })
 	tok := mustDialWS(t, ts.url+"/websockify?token=vm1")
 	path := mustDialWS(t, ts.url+"/vnc/"+other.addr())
@@ -158,7 +158,7 @@ func TestAdminSessionsAPI(t *testing.T) {
 		t.Fatalf("GET /sessions: %d sessions, want 2: %+v", len(list), list)
 	}
 	byVM := ts.listSessions("?target=" + echo.addr())
-	if len(byVM) != 1 || byVM[0].Token != routing.TokenHash("vm1") || !byVM[0].ViewOnly || byVM[0].State != "relaying" {
+	if len(byVM) != 1 || byVM[0].Token != routing.TokenHash("vm1") || byVM[0].State != "relaying" {
 		t.Fatalf("filtered by target: %+v", byVM)
 	}
 	if got := ts.listSessions("?token=" + routing.TokenHash("vm1")); len(got) != 1 || got[0].ID != byVM[0].ID {
@@ -244,8 +244,8 @@ func TestCookieToken(t *testing.T) {
 	if st, _ := rawRequest(t, ts.Addr(), upgradeRequest("/websockify", "Cookie: lang=en; token=vm1\r\n")); st != 101 {
 		t.Fatalf("a token in the cookie: %d, want 101", st)
 	}
-	if st, _ := rawRequest(t, ts.Addr(), upgradeRequest("/websockify", "Cookie: token=nope\r\n")); st != 404 {
-		t.Fatalf("an unknown token in the cookie: %d, want 404", st)
+	if st, _ := rawRequest(t, ts.Addr(), upgradeRequest("/websockify", "Cookie: token=nope\r\n")); st != 101 {
+		t.Fatalf("an unknown token in the cookie: %d, want 101 and an RFB refusal", st)
 	}
 	if st, _ := rawRequest(t, ts.Addr(), upgradeRequest("/websockify")); st != 400 {
 		t.Fatalf("no token at all: %d, want 400", st)

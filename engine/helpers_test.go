@@ -140,10 +140,11 @@ func (e *echoServer) close() {
 // wsClient is a minimal RFC 6455 client for tests: it writes masked frames
 // and reads raw frames, so tests see exactly what the proxy sends.
 type wsClient struct {
-	t    *testing.T
-	conn net.Conn
-	br   *bufio.Reader
-	hs   ws.Handshake
+	t      *testing.T
+	conn   net.Conn
+	br     *bufio.Reader
+	hs     ws.Handshake
+	rfbBuf []byte // RFB bytes read but not yet taken (rfb_test.go)
 }
 
 func dialWS(t *testing.T, url string, protocols ...string) (*wsClient, error) {

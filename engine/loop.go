@@ -153,7 +153,7 @@ func (ls *loopState) closeAll() {
 		switch s.state {
 		case stRelaying:
 			s.closeWith(ws.StatusGoingAway, reasonShutdown, "server shutting down")
-		case stResolving, stDialing:
+		case stResolving, stDialing, stRFB, stRefusing:
 			if s.browser.c != nil {
 				_ = s.browser.c.Close()
 			}

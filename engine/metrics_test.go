@@ -208,7 +208,12 @@ func familyType(name string) string {
 // the doc names no family the engine does not export.
 func TestMetricsDocumented(t *testing.T) {
 	withMetadata(t)
-	ts := startServer(t, nil)
+	echo := startEcho(t, "127.0.0.2:0", nil)
+	ts := startServer(t, func(_ *Config, rc *routing.Config) {
+		rc.Sources = []routing.TokenSource{tokenFile(t, "t: "+echo.addr()+"\n")}
+	})
+	// The token lookup series appear with the first lookup.
+	rawRequest(t, ts.Addr(), upgradeRequest("/websockify?token=t"))
 	fams := parseExposition(t, ts.metricsText())
 	doc, err := os.ReadFile("../docs/metrics.md")
 	if err != nil {

@@ -20,17 +20,20 @@ const (
 	reasonDialFailed                       // VM unreachable or refused
 	reasonIdleTimeout
 	reasonPongTimeout
-	reasonProtocolError // bad frame (1002)
-	reasonUnsupported   // text on a binary session or the reverse (1003)
-	reasonBadData       // invalid UTF-8 / base64 (1007)
-	reasonTooLarge      // frame over --max-frame (1009)
-	reasonSlowConsumer  // over --max-buffered in either direction
-	reasonShutdown      // drain timeout expired (1001)
-	reasonMemoryBudget  // the process's queued bytes were over MemoryBudget (1008)
-	reasonRevoked       // its token was revoked (1008)
-	reasonExpired       // its grant expired, with --token-expiry-closes (1008)
-	reasonOperator      // ended through the admin API (1008)
-	reasonVMDrained     // its VM was drained through the admin API (1001)
+	reasonProtocolError    // bad frame (1002)
+	reasonUnsupported      // text on a binary session or the reverse (1003)
+	reasonBadData          // invalid UTF-8 / base64 (1007)
+	reasonTooLarge         // frame over --max-frame (1009)
+	reasonSlowConsumer     // over --max-buffered in either direction
+	reasonShutdown         // drain timeout expired (1001)
+	reasonMemoryBudget     // the process's queued bytes were over MemoryBudget (1008)
+	reasonRevoked          // its token was revoked (1008)
+	reasonExpired          // its grant expired, with --token-expiry-closes (1008)
+	reasonOperator         // ended through the admin API (1008)
+	reasonVMDrained        // its VM was drained through the admin API (1001)
+	reasonVMHandshake      // the proxy's RFB handshake with the VM failed (refused credentials, not RFB)
+	reasonHandshakeTimeout // an RFB handshake did not finish within --handshake-timeout
+	reasonRFBError         // the browser sent RFB the proxy cannot follow (1008)
 	numCloseReasons
 )
 
@@ -39,7 +42,7 @@ var closeReasonNames = [numCloseReasons]string{
 	"client_closed", "client_gone", "upstream_closed", "upstream_error", "dial_failed",
 	"idle_timeout", "pong_timeout", "protocol_error", "unsupported_data", "invalid_data",
 	"frame_too_large", "slow_consumer", "shutdown", "memory_budget", "revoked", "expired",
-	"operator", "vm_drained",
+	"operator", "vm_drained", "vm_handshake_failed", "rfb_handshake_timeout", "rfb_error",
 }
 
 func (r closeReason) String() string { return closeReasonNames[r] }

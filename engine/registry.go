@@ -167,7 +167,7 @@ func (srv *Server) DrainVM(ctx context.Context, target string) ([]string, int, e
 		n := 0
 		ls.sessions.each(func(s *session) {
 			for _, k := range keys {
-				if s.slots.vm == k && (s.state == stDialing || s.state == stRelaying) {
+				if s.slots.vm == k && (s.state == stDialing || s.state == stRFB || s.state == stRelaying) {
 					s.closeWith(ws.StatusGoingAway, reasonVMDrained, "VNC server in maintenance")
 					n++
 				}

@@ -98,11 +98,40 @@ func (s *session) holdBrowser() {
 	s.ls.wait(s)
 }
 
+// readHandshakeFrames reads the browser's frames while an RFB handshake
+// runs (rfb.go): their payload goes to the handshake, and once it is over
+// what follows is relayed as usual.
+func (s *session) readHandshakeFrames(c gnet.Conn) gnet.Action {
+	for s.state == stRFB || s.state == stRefusing {
+		n := c.InboundBuffered()
+		if n == 0 {
+			return gnet.None
+		}
+		buf, _ := c.Peek(min(n, s.srv.cfg.ChunkSize))
+		off := s.relayFrames(buf)
+		if off == 0 {
+			break
+		}
+		if s.state != stClosed {
+			_, _ = c.Discard(off)
+		}
+	}
+	if s.state == stRelaying && c.InboundBuffered() > 0 {
+		return s.relayFromBrowser(c)
+	}
+	return s.holdInput(c)
+}
+
+// readsFrames reports whether browser frames are parsed in this state.
+func (s *session) readsFrames() bool {
+	return s.state == stRelaying || s.state == stRFB || s.state == stRefusing
+}
+
 // relayFrames parses and forwards the frames in buf and returns how many
 // bytes it consumed.
 func (s *session) relayFrames(buf []byte) int {
 	off := 0
-	for off < len(buf) && s.state == stRelaying {
+	for off < len(buf) && s.readsFrames() {
 		if s.in.remaining > 0 {
 			n := len(buf) - off
 			if int64(n) > s.in.remaining {
@@ -112,7 +141,7 @@ func (s *session) relayFrames(buf []byte) int {
 			s.in.maskOff = wsframe.Unmask(p, s.in.mask, s.in.maskOff)
 			off += n
 			s.in.remaining -= int64(n)
-			if !s.writeToVM(p) {
+			if !s.deliver(p) {
 				break
 			}
 			if s.in.remaining == 0 {
@@ -189,28 +218,47 @@ func (s *session) endFrame() {
 	}
 }
 
-// writeToVM writes unmasked payload bytes to the VM and reports whether
-// the session is still relaying afterwards.
+// deliver takes unmasked payload from the browser's frames, decodes it on
+// a base64 session, and sends it on, reporting whether the session still
+// reads frames afterwards.
+func (s *session) deliver(p []byte) bool {
+	if len(p) == 0 {
+		return true
+	}
+	if s.mode != modeBase64 {
+		return s.sendToVM(p)
+	}
+	bb := bytebufferpool.Get()
+	var err error
+	bb.B, err = s.in.b64.Decode(bb.B[:0], p)
+	ok := err == nil && s.sendToVM(bb.B)
+	bytebufferpool.Put(bb)
+	if err != nil {
+		s.closeWith(ws.StatusInvalidFramePayloadData, reasonBadData, "invalid base64: "+err.Error())
+	}
+	return ok
+}
+
+// sendToVM routes browser payload: to the VM, through the RFB layer when
+// the session has one, or to the RFB handshake before relaying.
+func (s *session) sendToVM(p []byte) bool {
+	switch {
+	case s.state != stRelaying:
+		return s.rfbFromBrowser(p)
+	case s.rfb != nil:
+		return s.filterToVM(p)
+	}
+	return s.writeToVM(p)
+}
+
+// writeToVM writes payload bytes to the VM and reports whether the session
+// is still relaying afterwards.
 func (s *session) writeToVM(p []byte) bool {
 	if len(p) == 0 {
 		return true
 	}
-	if s.mode == modeBase64 {
-		bb := bytebufferpool.Get()
-		var err error
-		bb.B, err = s.in.b64.Decode(bb.B[:0], p)
-		if err != nil {
-			bytebufferpool.Put(bb)
-			s.closeWith(ws.StatusInvalidFramePayloadData, reasonBadData, "invalid base64: "+err.Error())
-			return false
-		}
-		s.toVM += int64(len(bb.B))
-		_, _ = s.vm.Write(bb.B)
-		bytebufferpool.Put(bb)
-	} else {
-		s.toVM += int64(len(p))
-		_, _ = s.vm.Write(p)
-	}
+	s.toVM += int64(len(p))
+	_, _ = s.vm.Write(p)
 	s.lastActive = s.srv.now()
 	// A failed write closes the VM socket synchronously, inside Write.
 	if s.state != stRelaying || s.vm == nil {

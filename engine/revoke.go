@@ -36,7 +36,7 @@ func (ls *loopState) endToken(tokenHash string) {
 		switch s.state {
 		case stResolving:
 			s.failSetup(rejectRevoked, "token revoked while its route was looked up")
-		case stDialing, stRelaying:
+		case stDialing, stRFB, stRelaying:
 			s.srv.log.Info("session revoked", "session", s.id, "client", s.remote, "token", tokenHash)
 			s.closeWith(ws.StatusPolicyViolation, reasonRevoked, "access revoked")
 		}

@@ -45,13 +45,14 @@ type Server struct {
 	clients       *clientLimits
 	staticQueued  atomic.Int64 // static response bytes gnet holds for slow readers
 
-	registry   registry               // session id -> session (registry.go)
-	drainedVMs sync.Map               // VM key -> struct{}: refused until undrained
-	adminToken atomic.Pointer[string] // --admin-token-file's bearer token; nil when off
-	enrolls    chan pendingEnroll
-	acceptLog  sampledLog // accept and enroll failures
-	shedLog    sampledLog // connections refused at accept
-	rejectLog  sampledLog // requests refused before an upgrade
+	registry    registry               // session id -> session (registry.go)
+	drainedVMs  sync.Map               // VM key -> struct{}: refused until undrained
+	adminToken  atomic.Pointer[string] // --admin-token-file's bearer token; nil when off
+	vncPassword atomic.Pointer[[]byte] // --vnc-password-file; nil when off. Never logged.
+	enrolls     chan pendingEnroll
+	acceptLog   sampledLog // accept and enroll failures
+	shedLog     sampledLog // connections refused at accept
+	rejectLog   sampledLog // requests refused before an upgrade
 
 	tune tuning // values derived from cfg, once
 	// strict makes an illegal session transition panic: set under go test,
@@ -136,6 +137,13 @@ func New(cfg Config) (*Server, error) {
 	s.met.registerServer(s)
 	s.met.set.NewGauge("vncedge_queued_bytes", func() float64 { return float64(s.queuedTotal()) })
 	s.maxHandshakes = cfg.MaxHandshakes
+	if cfg.VNCPasswordFile != "" {
+		pw, err := loadVNCPassword(cfg.VNCPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("engine config: vnc password file: %w", err)
+		}
+		s.vncPassword.Store(&pw)
+	}
 	if cfg.AdminTokenFile != "" {
 		tok, err := loadAdminToken(cfg.AdminTokenFile)
 		if err != nil {
@@ -261,6 +269,13 @@ func (s *Server) Reload() error {
 			errs = append(errs, fmt.Errorf("web root: %w", err))
 		} else {
 			s.site.Store(site)
+		}
+	}
+	if s.cfg.VNCPasswordFile != "" {
+		if pw, err := loadVNCPassword(s.cfg.VNCPasswordFile); err != nil {
+			errs = append(errs, fmt.Errorf("vnc password file: %w", err)) // the previous one stays
+		} else {
+			s.vncPassword.Store(&pw)
 		}
 	}
 	if s.cfg.AdminTokenFile != "" {

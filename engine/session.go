@@ -18,31 +18,39 @@ import (
 // when an httpConn (httpconn.go) has read a valid upgrade request and ends
 // when the browser socket is gone. Its whole life:
 //
-//	upgrade accepted (httpConn hands over the browser socket)
-//	        │
-//	        ▼
-//	  ┌───────────┐ lookup failed, over a limit: HTTP error,
-//	  │ resolving │──────────────────────────────────────────┐
-//	  └─────┬─────┘ (the socket goes back to its httpConn)   │
-//	        │ target allowed                                 │
-//	        ▼                                                │
-//	  ┌───────────┐ dial or enroll failed:                   │
-//	  │  dialing  │──── 101, then close 1011 ──────┐         │
-//	  └─────┬─────┘                                │         │
-//	        │ VM socket on the loop: 101 sent      │         │
-//	        ▼                                      ▼         │
-//	  ┌───────────┐ close frame, an error,   ┌───────────┐   │
-//	  │ relaying  │─ a timeout, either side ►│  closing  │   │
-//	  └───────────┘   ending, shutdown       └─────┬─────┘   │
-//	        │                                      │ browser │
-//	        │ browser socket gone                  │ socket  │
-//	        ▼                                      ▼ gone    ▼
-//	  ┌──────────────────────────────────────────────────────────┐
-//	  │ closed: slots, buffers and parked descriptors released   │
-//	  └──────────────────────────────────────────────────────────┘
+//	upgrade accepted (an httpConn hands over the browser socket)
+//	      │
+//	      ▼
+//	┌───────────┐ refused before the 101 (a limit, --rfb-errors=false):
+//	│ resolving │─ HTTP error; the socket goes back to an httpConn ────┐
+//	└─────┬─────┘                                                      │
+//	      │ target allowed              a failure noVNC should explain │
+//	      ▼                             (unknown link, VM unreachable, │
+//	┌───────────┐                        VM refused the credentials):  │
+//	│  dialing  │────────────────────┐   101, then an RFB refusal      │
+//	└─────┬─────┘                    ▼   with a reason                 │
+//	      │ VM socket on the    ┌───────────┐                          │
+//	      │ loop; the 101 sent  │ refusing  │──────────┐               │
+//	      │                     └───────────┘          │               │
+//	      ├── the grant asks for RFB (a password,      │               │
+//	      │   view-only, recording) ──┐                │               │
+//	      │                      ┌───────────┐         │               │
+//	      │                      │    rfb    │── VM ───┘               │
+//	      │                      └─────┬─────┘  handshake failed       │
+//	      ▼                            │ both handshakes done          │
+//	┌───────────┐◄─────────────────────┘        ┌───────────┐          │
+//	│ relaying  │─ close frame, error, timeout, ►│  closing  │          │
+//	└───────────┘  either side ends, shutdown    └─────┬─────┘          │
+//	      │ browser socket gone                        │ browser        │
+//	      ▼                                            ▼ socket gone    ▼
+//	┌──────────────────────────────────────────────────────────────────────┐
+//	│ closed: slots, buffers and parked descriptors released              │
+//	└──────────────────────────────────────────────────────────────────────┘
 //
-// Relaying has a sub-state per socket, the park (park.go): a socket whose
-// peer is behind is taken off the loop and enrolled again later.
+// A failed dial without --rfb-errors goes from dialing to closing (the
+// 101, then close 1011). Relaying has a sub-state per socket, the park
+// (park.go): a socket whose peer is behind is taken off the loop and
+// enrolled again later.
 //
 // Every state has a deadline (deadline below), swept once per tick; the
 // session's state changes only through to, which checks the transitions
@@ -52,13 +60,15 @@ type state uint8
 const (
 	stResolving state = iota // upgrade valid; route lookup running
 	stDialing                // target allowed; VM connect running
-	stRelaying               // 101 sent; bytes flow both ways
+	stRFB                    // 101 sent; the proxy's RFB handshakes with the VM, then the browser (rfb.go)
+	stRefusing               // 101 sent; an RFB refusal tells noVNC why the session cannot be (rfb.go)
+	stRelaying               // bytes flow both ways
 	stClosing                // close frame queued; the browser socket drains
 	stClosed                 // everything released
 	numStates
 )
 
-var stateNames = [numStates]string{"resolving", "dialing", "relaying", "closing", "closed"}
+var stateNames = [numStates]string{"resolving", "dialing", "rfb", "refusing", "relaying", "closing", "closed"}
 
 func (st state) String() string {
 	if st < numStates {
@@ -71,8 +81,10 @@ func (st state) String() string {
 // reachable from everywhere (the browser may vanish at any time); closing
 // from every state that has sent, or can send, the 101.
 var transitions = [numStates]stateSet{
-	stResolving: setOf(stDialing, stClosed),
-	stDialing:   setOf(stRelaying, stClosing, stClosed),
+	stResolving: setOf(stDialing, stRefusing, stClosed),
+	stDialing:   setOf(stRFB, stRelaying, stRefusing, stClosing, stClosed),
+	stRFB:       setOf(stRelaying, stRefusing, stClosing, stClosed),
+	stRefusing:  setOf(stClosing, stClosed),
 	stRelaying:  setOf(stClosing, stClosed),
 	stClosing:   setOf(stClosed),
 	stClosed:    0,
@@ -132,6 +144,13 @@ func (s *session) deadline() (at int64, expire func()) {
 		// answers, the setup ends here instead of holding its slots.
 		return s.entered + int64(cfg.ConnectTimeout+setupSlack), func() {
 			s.onDialFailed(errSetupTimeout)
+		}
+	case stRFB, stRefusing:
+		// The RFB handshakes are part of the browser's handshake: the
+		// same timeout, and a client that never sends its RFB version is
+		// a slowloris like any other.
+		return s.entered + int64(cfg.HandshakeTimeout), func() {
+			s.closeWith(ws.StatusPolicyViolation, reasonHandshakeTimeout, "RFB handshake timeout")
 		}
 	case stClosing:
 		return s.browser.closeBy, func() {
@@ -206,6 +225,11 @@ type session struct {
 	in  inbound
 	hdr [wsframe.MaxHeaderSize]byte
 
+	// The RFB layer (rfb.go): nil for a session that relays bytes it does
+	// not look at, which is most of them.
+	hs  *rfbHandshake // while the proxy's RFB handshakes run
+	rfb *rfbSession   // while relaying with RFB awareness (view-only)
+
 	lastRecv   int64 // last byte from the browser
 	lastActive int64 // last RFB payload either way (control frames do not count)
 	lastPong   int64 // last pong, or when relaying began
@@ -227,6 +251,10 @@ type session struct {
 	code   ws.StatusCode
 	why    closeReason
 	reason string
+	// setupRefused: the route lookup failed and the refusal went out in
+	// RFB (rejectInRFB); it was counted as an upgrade failure, so its end
+	// is not counted again as a session's.
+	setupRefused bool
 }
 
 // newSession takes over the browser socket of h, whose request head was a
@@ -264,6 +292,13 @@ func (s *session) onBrowserTraffic(c gnet.Conn) gnet.Action {
 	switch s.state {
 	case stRelaying:
 		return s.relayFromBrowser(c)
+	case stRFB:
+		if s.hs == nil || !s.hs.browserUp {
+			return s.holdInput(c) // the VM handshake first: our turn comes after it
+		}
+		return s.readHandshakeFrames(c)
+	case stRefusing:
+		return s.readHandshakeFrames(c)
 	case stResolving, stDialing:
 		return s.holdInput(c)
 	default:
@@ -292,6 +327,9 @@ func (s *session) onVMTraffic(c gnet.Conn) gnet.Action {
 		_, _ = c.Discard(-1) // closing: the VM's last words have nowhere to go
 		return gnet.None
 	}
+	if c == s.vm && s.state == stRFB {
+		return s.rfbFromVM(c)
+	}
 	if c != s.vm || s.state != stRelaying {
 		_, _ = c.Discard(-1)
 		return gnet.Close
@@ -318,7 +356,11 @@ func (s *session) onEnrolled(c gnet.Conn, vm bool) gnet.Action {
 			return gnet.Close // the browser left while we dialled
 		}
 		s.vm = c
-		s.startRelay()
+		if s.wantsRFB() {
+			s.startRFB()
+		} else {
+			s.startRelay()
+		}
 		return gnet.None
 	}
 	if vm {
@@ -341,7 +383,8 @@ func (s *session) startRelay() {
 		slog.String("session", s.id), slog.String("client", s.remote),
 		slog.String("route", s.route.Kind.String()), slog.String("target", s.target.Name),
 		slog.String("upstream", s.target.Key()), slog.String("token", s.tokenHash),
-		slog.String("protocol", s.mode.String()))
+		slog.String("protocol", s.mode.String()), slog.Bool("rfb", s.rfb != nil || s.hs != nil),
+		slog.Bool("view_only", s.rfb != nil && s.rfb.viewOnly))
 	if c := s.browser.c; c != nil && c.InboundBuffered() > 0 {
 		_ = c.Wake(nil) // frames that arrived with or right after the upgrade
 	}
@@ -396,6 +439,9 @@ func (s *session) finish() {
 	srv := s.srv
 	srv.met.connectionsOpen.Dec()
 	s.flushCounters()
+	if s.setupRefused {
+		return
+	}
 	if !relayed && s.why == reasonBrowserClosed {
 		s.why = reasonBrowserGone
 	}

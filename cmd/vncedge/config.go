@@ -181,6 +181,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(countValue{&e.MaxHandshakesPerIP}, "max-handshakes-per-ip", "")
 	fs.Var(sizeValue[int64]{&e.MemoryBudget}, "memory-budget", "")
 
+	fs.BoolVar(&e.RFBErrors, "rfb-errors", e.RFBErrors, "")
+	fs.StringVar(&e.VNCPasswordFile, "vnc-password-file", e.VNCPasswordFile, "")
+	fs.BoolVar(&e.ViewOnly, "view-only", e.ViewOnly, "")
+
 	fs.Var(levelValue{&o.logLevel}, "log-level", "")
 	fs.Var(choiceValue{&o.logFormat, []string{"text", "json"}}, "log-format", "")
 

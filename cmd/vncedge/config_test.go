@@ -97,6 +97,9 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--max-handshakes", "1000"}, func(o options) bool { return o.engine.MaxHandshakes == 1000 }},
 		{[]string{"--max-handshakes-per-ip", "0"}, func(o options) bool { return o.engine.MaxHandshakesPerIP == 0 }},
 		{[]string{"--memory-budget", "2G"}, func(o options) bool { return o.engine.MemoryBudget == 2<<30 }},
+		{[]string{"--rfb-errors=false"}, func(o options) bool { return !o.engine.RFBErrors }},
+		{[]string{"--vnc-password-file", "/etc/vncedge/vnc.pw"}, func(o options) bool { return o.engine.VNCPasswordFile == "/etc/vncedge/vnc.pw" }},
+		{[]string{"--view-only"}, func(o options) bool { return o.engine.ViewOnly }},
 		{[]string{"--log-level", "debug"}, func(o options) bool { return o.logLevel == slog.LevelDebug }},
 		{[]string{"--log-level", "WARN"}, func(o options) bool { return o.logLevel == slog.LevelWarn }},
 		{[]string{"--log-format", "json"}, func(o options) bool { return o.logFormat == "json" }},
@@ -295,6 +298,9 @@ max-upgrades-per-ip: 2/s:10
 max-handshakes: 2000
 max-handshakes-per-ip: 16
 memory-budget: 1G
+rfb-errors: false
+vnc-password-file: /etc/vncedge/vnc.pw
+view-only: true
 log-level: debug
 log-format: json
 `
@@ -326,6 +332,7 @@ func TestParseConfigFile(t *testing.T) {
 	e.MaxSessions, e.MaxSessionsPerVM, e.MaxFrame, e.MaxBuffered = 50000, 16, 1<<20, 16<<20
 	e.MaxSessionsPerIP, e.UpgradeRate, e.UpgradeBurst, e.MaxHandshakes, e.MaxHandshakesPerIP = 8, 2, 10, 2000, 16
 	e.MemoryBudget = 1 << 30
+	e.RFBErrors, e.VNCPasswordFile, e.ViewOnly = false, "/etc/vncedge/vnc.pw", true
 	want.logLevel, want.logFormat = slog.LevelDebug, "json"
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("config file:\n got %+v\nwant %+v", o, want)

@@ -212,6 +212,25 @@ Limits:
 		"it the biggest queues are closed first (1008).")
 
 	w(`
+RFB (the proxy speaks VNC where a session needs it):
+`)
+	opt("--rfb-errors", strconv.FormatBool(e.RFBErrors),
+		"Explain failures a user with a valid link can meet (unknown or expired",
+		"link, token store down, VM unreachable, VM refusing the proxy) inside",
+		"RFB after the 101, where noVNC shows the reason, instead of an HTTP",
+		"status it cannot show. --rfb-errors=false keeps the HTTP statuses.")
+	opt("--vnc-password-file FILE", str(e.VNCPasswordFile),
+		"The VNC password of every VM (first line; a token's password-file=",
+		"option wins). vncedge answers the VM's challenge itself and offers the",
+		"browser security type None: the password never reaches a browser.",
+		"Re-read on SIGHUP.")
+	opt("--view-only", strconv.FormatBool(e.ViewOnly),
+		"Every session view-only (per token: the view-only option): vncedge drops",
+		"the browser's key, pointer, clipboard and resize messages, and sets",
+		"ClientInit's shared flag so a watcher never disconnects the VM's user.",
+		"A VM that asks for a password needs it at the proxy for this.")
+
+	w(`
 Logging (to stderr):
 `)
 	opt("--log-level LEVEL", strings.ToLower(d.logLevel.String()), "debug, info, warn or error.")

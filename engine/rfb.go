@@ -1,0 +1,306 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"vncedge/rfb"
+)
+
+// The RFB layer (issue 12). A session needs it only when its grant asks
+// (the VM's password is at the proxy, view-only, recording) or a failure
+// must be explained to noVNC; every other session stays the byte relay of
+// relay.go, untouched.
+//
+// With credentials the proxy completes the RFB handshake with the VM itself
+// (rfb.VMHandshake), then offers the browser exactly security type None
+// (rfb.BrowserHandshake), so noVNC connects without a password and the
+// password never leaves the proxy. ServerInit and everything after it pass
+// through. noVNC shows a reason only when it arrives as an RFB security
+// failure ("New connection has been rejected with reason: ..."): a
+// WebSocket close reason or an HTTP status never reaches its UI. So a
+// failure it should explain (an unknown link, an unreachable VM, a VM that
+// refuses the proxy) is an RFB refusal after the 101 (--rfb-errors).
+
+// rfbHandshake is what a session holds only while its handshakes run.
+type rfbHandshake struct {
+	vm        rfb.VMHandshake
+	br        rfb.BrowserHandshake
+	browserUp bool // the browser handshake started (our version went out)
+	out       [64]byte
+}
+
+// rfbSession is what a session holds while relaying with RFB awareness:
+// the scanner of browser-to-VM messages and what it enforces.
+type rfbSession struct {
+	viewOnly bool
+	initSeen bool // the browser's ClientInit went to the VM
+	scanning bool // messages after ClientInit go through the scanner
+	drop     rfb.KindSet
+	scan     rfb.Scanner
+	observe  func(rfb.Message)
+	dropped  int64
+}
+
+// rfbPolicy is what the grant and the flags ask of one session.
+func (s *session) rfbPolicy() (password []byte, viewOnly bool) {
+	if p := s.target.Password; p != "" {
+		password = []byte(p)
+	} else if p := s.srv.vncPassword.Load(); p != nil {
+		password = *p
+	}
+	viewOnly = s.target.ViewOnly || s.srv.cfg.ViewOnly
+	return password, viewOnly
+}
+
+// wantsRFB reports whether the session terminates RFB at the proxy.
+func (s *session) wantsRFB() bool {
+	pw, viewOnly := s.rfbPolicy()
+	return len(pw) > 0 || viewOnly
+}
+
+// startRFB runs once the VM socket is on the loop: the 101 goes out and the
+// proxy's handshake with the VM begins (the VM speaks first).
+func (s *session) startRFB() {
+	if !s.to(stRFB) {
+		return
+	}
+	s.sendUpgradeResponse()
+	pw, viewOnly := s.rfbPolicy()
+	s.hs = &rfbHandshake{vm: rfb.NewVMHandshake(rfb.VMConfig{Password: pw})}
+	clear(pw)
+	s.rfb = &rfbSession{viewOnly: viewOnly, scanning: viewOnly}
+	if viewOnly {
+		s.rfb.drop = rfb.ViewOnly
+		s.rfb.observe = s.rfb.count
+	}
+	if s.vm != nil && s.vm.InboundBuffered() > 0 {
+		_ = s.vm.Wake(nil)
+	}
+}
+
+func (r *rfbSession) count(m rfb.Message) {
+	if m.Dropped {
+		r.dropped++
+	}
+}
+
+// rfbFromVM feeds the VM's bytes to the proxy's handshake with it.
+func (s *session) rfbFromVM(c gnet.Conn) gnet.Action {
+	hs := s.hs
+	if hs.vm.Done() {
+		return gnet.None // ServerInit waits for the browser's ClientInit
+	}
+	buf, _ := c.Peek(-1)
+	n, err := hs.vm.Feed(buf)
+	if n > 0 {
+		_, _ = c.Discard(n)
+	}
+	if hs.vm.Pending() > 0 && s.vm != nil {
+		_, _ = s.vm.Write(hs.vm.AppendOutput(hs.out[:0]))
+	}
+	switch {
+	case err != nil:
+		s.vmHandshakeFailed(err)
+	case hs.vm.NeedTLS():
+		s.vmHandshakeFailed(errors.New("VeNCrypt TLS towards the VM is not supported"))
+	case hs.vm.Done():
+		s.startBrowserHandshake()
+	}
+	return gnet.None
+}
+
+// startBrowserHandshake announces RFB 3.8 to the browser, once the VM let
+// the proxy in.
+func (s *session) startBrowserHandshake() {
+	hs := s.hs
+	hs.br = rfb.NewBrowserHandshake()
+	hs.browserUp = true
+	s.flushBrowserHandshake()
+	if c := s.browser.c; c != nil && c.InboundBuffered() > 0 {
+		_ = c.Wake(nil) // a client that spoke before its turn
+	}
+}
+
+func (s *session) flushBrowserHandshake() {
+	if s.hs.br.Pending() > 0 && s.browser.c != nil {
+		s.writeToBrowser(s.hs.br.AppendOutput(s.hs.out[:0]))
+	}
+}
+
+// rfbFromBrowser takes the browser's payload while a handshake runs.
+func (s *session) rfbFromBrowser(p []byte) bool {
+	hs := s.hs
+	if hs == nil || !hs.browserUp {
+		s.closeWith(ws.StatusPolicyViolation, reasonRFBError, "RFB client spoke before the server")
+		return false
+	}
+	n, err := hs.br.Feed(p)
+	s.flushBrowserHandshake()
+	_ = n
+	if err != nil {
+		s.closeWith(ws.StatusPolicyViolation, reasonRFBError, "not an RFB client: "+errText(err))
+		return false
+	}
+	if !hs.br.Done() {
+		return true
+	}
+	if s.state == stRefusing {
+		// The refusal is queued: close after it.
+		s.closeWith(ws.StatusNormalClosure, s.why, s.reason)
+		return false
+	}
+	s.hs = nil // the handshakes are over: what they held is garbage now
+	s.startRelay()
+	if s.state != stRelaying {
+		return false
+	}
+	return s.sendToVM(p[n:])
+}
+
+// filterToVM sends browser payload to the VM through the RFB layer: the
+// ClientInit (its shared flag forced on view-only sessions, so a watcher
+// never disconnects the person working on the VM), then the messages,
+// scanned when the session must drop some (view-only).
+func (s *session) filterToVM(p []byte) bool {
+	r := s.rfb
+	if !r.initSeen {
+		if len(p) == 0 {
+			return true
+		}
+		if r.viewOnly {
+			rfb.ForceShared(p)
+		}
+		r.initSeen = true
+		if !s.writeToVM(p[:1]) {
+			return false
+		}
+		p = p[1:]
+		if !r.scanning {
+			s.rfb = nil // nothing more to look at: the plain relay from here
+			return s.writeToVM(p)
+		}
+	}
+	if len(p) == 0 {
+		return true
+	}
+	carry, kept, err := r.scan.Filter(p, r.drop, r.observe)
+	if len(carry) > 0 && !s.writeToVM(carry) {
+		return false
+	}
+	if len(kept) > 0 && !s.writeToVM(kept) {
+		return false
+	}
+	if err != nil {
+		s.srv.log.LogAttrs(context.Background(), slog.LevelWarn, "unknown RFB message from the browser",
+			slog.String("session", s.id), slog.String("error", err.Error()))
+		s.closeWith(ws.StatusPolicyViolation, reasonRFBError, "unknown RFB message from the browser")
+		return false
+	}
+	return true
+}
+
+// vmHandshakeFailed explains a VM that refused the proxy, or is not a VNC
+// server at all, to noVNC, and logs why (never the password).
+func (s *session) vmHandshakeFailed(err error) {
+	s.srv.log.LogAttrs(context.Background(), slog.LevelWarn, "VM handshake failed",
+		slog.String("session", s.id), slog.String("target", s.target.Name),
+		slog.String("vm", s.target.Key()), slog.String("error", err.Error()))
+	s.refuse(reasonVMHandshake, vmFailureReason(err))
+}
+
+// vmFailureReason is what noVNC shows for a failed handshake with the VM.
+func vmFailureReason(err error) string {
+	var he *rfb.HandshakeError
+	switch {
+	case errors.Is(err, rfb.ErrAuthFailed):
+		return "the VNC server refused the proxy's credentials"
+	case errors.Is(err, rfb.ErrNotRFB):
+		return "this VM does not speak VNC"
+	case errors.Is(err, rfb.ErrNoUsableType), errors.Is(err, rfb.ErrVeNCrypt):
+		return "this VM asks for a login vncedge cannot give"
+	case errors.Is(err, rfb.ErrRefused) && errors.As(err, &he) && he.Reason != "":
+		return "the VNC server refused the connection: " + sanitizeReason(he.Reason)
+	}
+	return "the VNC server's handshake failed"
+}
+
+// sanitizeReason keeps a VM's own words printable and short.
+func sanitizeReason(r string) string {
+	r = strings.Map(func(c rune) rune {
+		if c < 0x20 || c == 0x7f {
+			return ' '
+		}
+		return c
+	}, r)
+	if len(r) > 120 {
+		r = r[:120]
+	}
+	return strings.TrimSpace(r)
+}
+
+// refuse ends a session with an RFB refusal noVNC shows: the 101 (if not
+// sent yet), our version, and, after the client's version, zero security
+// types and reason. why is the close reason counted when it ends.
+func (s *session) refuse(why closeReason, reason string) {
+	if !s.to(stRefusing) {
+		return
+	}
+	s.closeVM()
+	s.sendUpgradeResponse()
+	s.rfb = nil
+	s.hs = &rfbHandshake{br: rfb.NewBrowserFailure(reason), browserUp: true}
+	s.code, s.why, s.reason = ws.StatusNormalClosure, why, reason
+	s.flushBrowserHandshake()
+	if c := s.browser.c; c != nil && c.InboundBuffered() > 0 {
+		_ = c.Wake(nil)
+	}
+}
+
+// refusesInRFB reports whether a setup failure of this kind is explained to
+// noVNC in RFB (--rfb-errors) rather than answered with an HTTP status:
+// the failures a user with a valid link from a real page can meet. Bad
+// requests, foreign origins, targets outside --allow, limits and drains
+// stay HTTP: cheap to refuse, never upgraded.
+func (srv *Server) refusesInRFB(why rejectReason) bool {
+	if !srv.cfg.RFBErrors {
+		return false
+	}
+	switch why {
+	case rejectUnknownToken, rejectInvalidToken, rejectExpired, rejectRevoked, rejectTokenUsed,
+		rejectUnavailable, rejectLookup:
+		return true
+	}
+	return false
+}
+
+// rfbReason is what noVNC shows for a setup failure: generic, never the
+// allow-list, a token or an internal address.
+func rfbReason(why rejectReason) string {
+	switch why {
+	case rejectUnavailable, rejectLookup:
+		return "the connection service is unavailable right now; try again shortly"
+	}
+	return "unknown or expired link"
+}
+
+// loadVNCPassword reads --vnc-password-file: the first line, as VNC
+// passwords have no newline (only the first 8 bytes count).
+func loadVNCPassword(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return nil, errors.New("empty VNC password file")
+	}
+	return []byte(line), nil
+}
