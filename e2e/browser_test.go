@@ -380,11 +380,13 @@ func TestBrowsers(t *testing.T) {
 
 	// failures end in a disconnect with a reason, never a hang
 	expectFailed := map[string][]string{
-		"ours-unknown-token":   {"refused the WebSocket"},
-		"novnc-unknown-token":  {"Failed to connect to server"},
-		"ours-vnc-server-down": {"VNC server unreachable", "1011"},
-		"ours-xvnc-stopped":    {"VNC server unreachable", "1011"},
-		"novnc-xvnc-stopped":   {"Failed to connect to server"},
+		// vncedge explains these in RFB (--rfb-errors), where both viewers
+		// show the reason; Debian's noVNC in its own words around it.
+		"ours-unknown-token":   {"unknown or expired link"},
+		"novnc-unknown-token":  {"rejected with reason: unknown or expired link"},
+		"ours-vnc-server-down": {"this VM is not reachable right now"},
+		"ours-xvnc-stopped":    {"this VM is not reachable right now"},
+		"novnc-xvnc-stopped":   {"rejected with reason: this VM is not reachable right now"},
 	}
 	for name, words := range expectFailed {
 		r := get(name)

@@ -194,7 +194,9 @@ function connect({ retry = false } = {}) {
         $('password').focus();
     });
     rfb.addEventListener('securityfailure', (e) => {
-        securityReason = 'authentication failed' + (e.detail.reason ? ': ' + e.detail.reason : '');
+        // vncedge explains its refusals here (an unknown link, a VM that is
+        // down or refused the proxy): show the reason as it is.
+        securityReason = e.detail.reason || 'authentication failed';
     });
     rfb.addEventListener('disconnect', (e) => {
         const wasConnected = document.body.dataset.state === 'connected';
