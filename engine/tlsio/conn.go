@@ -131,7 +131,7 @@ func (c *Conn) runHandshake(timeout time.Duration) {
 	if err == nil {
 		w.mode = modeLoop
 	}
-	call := !w.notified && w.notify != nil && !w.closed
+	call := !w.notified && w.notify != nil && !w.abandoned
 	w.notified = w.notified || call
 	w.mu.Unlock()
 	if call {
@@ -223,28 +223,22 @@ func (c *Conn) Input(in []byte) (int, error) {
 			return 0, err
 		}
 		c.w.mu.Lock()
-		err = c.w.feed(in)
+		used := c.w.feed(in)
+		c.w.heldBack = used < len(in)
 		c.w.mu.Unlock()
-		if err != nil {
-			c.state, c.err = stFailed, err
-			return 0, err
-		}
 		c.state = stHandshake
 		if err := c.p.submit(c); err != nil {
 			c.state, c.err = stFailed, err
-			return len(in), err
+			return used, err
 		}
-		return len(in), nil
+		return used, nil
 	case stHandshake:
 		if !c.sync() {
 			c.w.mu.Lock()
-			err := c.w.feed(in)
+			used := c.w.feed(in)
+			c.w.heldBack = used < len(in)
 			c.w.mu.Unlock()
-			if err != nil {
-				c.state, c.err = stFailed, err
-				return 0, err
-			}
-			return len(in), nil
+			return used, nil
 		}
 		if c.state != stOpen {
 			return 0, c.err
@@ -483,6 +477,9 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.state = stClosed
+	c.w.mu.Lock()
+	c.w.abandoned = true
+	c.w.mu.Unlock()
 	c.w.Close()
 	if c.plain != nil {
 		c.releasePlain()

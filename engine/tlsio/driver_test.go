@@ -154,13 +154,14 @@ func (l *testLoop) input() {
 	}
 }
 
+// progress is what the engine does on a wake-up: Progress, then offer the buffered bytes
+// again (the worker may have asked for the ones Input left, or the handshake may be over).
 func (l *testLoop) progress() {
 	done, err := l.c.Progress()
-	if !done || l.hsSeen {
-		return
+	if done && !l.hsSeen {
+		l.hsSeen = true
+		l.hs <- err
 	}
-	l.hsSeen = true
-	l.hs <- err
 	if err != nil {
 		l.finish(err)
 		return

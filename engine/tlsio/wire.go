@@ -1,7 +1,6 @@
 package tlsio
 
 import (
-	"errors"
 	"io"
 	"net"
 	"sync"
@@ -34,10 +33,6 @@ func (wouldBlock) Temporary() bool { return true }
 
 var errWouldBlock net.Error = wouldBlock{}
 
-// errInputOverflow is returned by Input when a peer sends more during a handshake than the
-// worker has read (MaxHandshakeInput).
-var errInputOverflow = errors.New("tlsio: too many bytes received during the handshake")
-
 // wire is the net.Conn that crypto/tls reads records from and writes records to. It has no
 // socket of its own except in modeDirect: the loop feeds it and a sink takes its output.
 type wire struct {
@@ -54,14 +49,17 @@ type wire struct {
 	handed int64   // stream offset of the next byte crypto/tls gets
 	rs     recordStream
 	eof    bool // the peer's side of the socket ended
-	eofOut bool // Read has told crypto/tls so
+	// heldBack: the last feed could not take everything offered (MaxHandshakeInput).
+	heldBack bool
+	eofOut   bool // Read has told crypto/tls so
 
 	out      *[]byte   // output nobody could take yet (modeWorker, or no sink)
 	sink     io.Writer // takes output in modeLoop
 	notify   func()    // modeWorker: called, outside the lock, when output is queued or the handshake ends
 	notified bool      // notify was called and the loop has not collected since
 
-	closed bool
+	closed    bool
+	abandoned bool // the loop closed the Conn: nobody is listening for notify
 }
 
 func (w *wire) init(p *Pool, sink io.Writer, notify func()) {
@@ -79,23 +77,25 @@ func (w *wire) inLen() int {
 	return len(*w.in) - w.inOff
 }
 
-// feed copies b into the wire's own buffer for a worker to read; w.mu held.
-func (w *wire) feed(b []byte) error {
+// feed copies b, or as much of it as MaxHandshakeInput allows, into the wire's own buffer for a
+// worker to read, and returns how much it took; w.mu held. What it leaves stays with the caller
+// (in gnet's buffer): when the worker has read everything it was given, it asks for more with
+// notify.
+func (w *wire) feed(b []byte) int {
+	b = b[:min(len(b), max(w.p.maxInput-w.inLen(), 0))]
 	if len(b) == 0 {
-		return nil
-	}
-	if w.inLen()+len(b) > w.p.maxInput {
-		return errInputOverflow
+		return 0
 	}
 	if w.in == nil {
 		w.in = w.p.getBuf()
-	} else if w.inOff > 0 && w.inOff == len(*w.in) {
-		*w.in, w.inOff = (*w.in)[:0], 0
+	} else if w.inOff > 0 {
+		n := copy(*w.in, (*w.in)[w.inOff:])
+		*w.in, w.inOff = (*w.in)[:n], 0
 	}
 	*w.in = append(*w.in, b...)
 	w.rs.scan(b)
 	w.cond.Signal()
-	return nil
+	return len(b)
 }
 
 // lend makes in (the loop's read buffer, whose first byte is the first one crypto/tls has not
@@ -137,10 +137,16 @@ func (w *wire) Read(p []byte) (int, error) {
 		return n, err
 	}
 	defer w.mu.Unlock()
-	if w.mode == modeWorker {
-		for w.inLen() == 0 && !w.closed && !w.eof && w.mode == modeWorker {
-			w.cond.Wait()
+	for w.mode == modeWorker && w.inLen() == 0 && !w.closed && !w.eof {
+		if w.heldBack && !w.notified && w.notify != nil {
+			// The loop kept bytes back because our buffer was full: ask it to offer them again.
+			w.heldBack, w.notified = false, true
+			w.mu.Unlock()
+			w.notify()
+			w.mu.Lock()
+			continue
 		}
+		w.cond.Wait()
 	}
 	if w.closed {
 		return 0, net.ErrClosed
