@@ -346,8 +346,7 @@ func memServer(t testing.TB, p *Pool, cfg *tls.Config) (*testLoop, *memConn) {
 	return l, m
 }
 
-// tcpServer accepts one loopback connection and runs a Conn server on a test loop over it:
-// a reader goroutine stands for the kernel, the socket is the sink.
+// tcpServer accepts one loopback connection and runs a Conn server on a test loop over it.
 func tcpServer(t testing.TB, p *Pool, cfg *tls.Config, ln net.Listener) *testLoop {
 	t.Helper()
 	ln.(*net.TCPListener).SetDeadline(time.Now().Add(testWait))
@@ -356,6 +355,14 @@ func tcpServer(t testing.TB, p *Pool, cfg *tls.Config, ln net.Listener) *testLoo
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
+	l := socketLoop(t, raw)
+	l.start(NewServer(p, cfg, raw, l.notify))
+	return l
+}
+
+// socketLoop returns a loop (not started) fed from a socket by a reader goroutine, which stands
+// for the kernel and gnet's reads; the socket itself is the Conn's sink.
+func socketLoop(t testing.TB, raw net.Conn) *testLoop {
 	from := make(chan []byte, 64)
 	go func() {
 		defer close(from)
@@ -370,9 +377,7 @@ func tcpServer(t testing.TB, p *Pool, cfg *tls.Config, ln net.Listener) *testLoo
 			}
 		}
 	}()
-	l := newTestLoop(t, from)
-	l.start(NewServer(p, cfg, raw, l.notify))
-	return l
+	return newTestLoop(t, from)
 }
 
 func listen(t testing.TB) net.Listener {
