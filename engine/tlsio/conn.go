@@ -168,6 +168,7 @@ func (c *Conn) sync() bool {
 	default:
 		c.state, c.probe = stOpen, true
 	}
+	w.releaseIn() // the worker may have read everything: an idle session keeps no buffer
 	return true
 }
 
