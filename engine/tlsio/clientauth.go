@@ -55,10 +55,7 @@ func MatchCN(pattern, cn string) bool {
 // ("CN=alice,OU=ops,O=Example"), or "" when the peer sent none or it was not verified. It
 // copies the connection state, so call it once.
 func (c *Conn) PeerSubject() string {
-	if c.state != stOpen && c.state != stClosed {
-		return ""
-	}
-	cs := c.tc.ConnectionState()
+	cs := c.ConnectionState()
 	if len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
 		return ""
 	}

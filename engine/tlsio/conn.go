@@ -54,6 +54,7 @@ type Conn struct {
 	drained   bool    // crypto/tls holds no decrypted bytes that Read has not returned
 	probe     bool    // crypto/tls may hold records we cannot account for (read ahead in the handshake)
 	peerClose bool    // the peer's close_notify was read
+	wasOpen   bool    // the handshake succeeded (no worker can hold crypto/tls's locks any more)
 }
 
 func newConn(p *Pool, sink io.Writer, notify func()) *Conn {
@@ -104,7 +105,7 @@ func Client(ctx context.Context, p *Pool, nc net.Conn, cfg *tls.Config) (*Conn, 
 	c.w.mu.Lock()
 	c.w.mode, c.w.nc = modeLoop, nil
 	c.w.mu.Unlock()
-	c.state, c.probe = stOpen, true
+	c.state, c.probe, c.wasOpen = stOpen, true, true
 	return c, nil
 }
 
@@ -166,7 +167,7 @@ func (c *Conn) sync() bool {
 	case err != nil:
 		c.state, c.err = stFailed, err
 	default:
-		c.state, c.probe = stOpen, true
+		c.state, c.probe, c.wasOpen = stOpen, true, true
 	}
 	w.releaseIn() // the worker may have read everything: an idle session keeps no buffer
 	return true
@@ -500,7 +501,12 @@ func (c *Conn) notOpen() error {
 
 // ConnectionState returns crypto/tls's view of the connection: version, cipher suite, ALPN,
 // server name, peer certificates. It copies, so call it once (at session open), not per message.
+// Before the handshake has succeeded it returns the zero value: asking crypto/tls then would
+// wait for the worker's lock, on the loop.
 func (c *Conn) ConnectionState() tls.ConnectionState {
+	if !c.wasOpen {
+		return tls.ConnectionState{}
+	}
 	return c.tc.ConnectionState()
 }
 

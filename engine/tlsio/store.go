@@ -154,8 +154,8 @@ func (s *Store) Watch(ctx context.Context, log *slog.Logger) {
 			continue
 		}
 		lastStatErr = ""
-		if slices.Equal(stamps, tried) {
-			continue
+		if slices.Equal(stamps, tried) || slices.Equal(stamps, s.snap.Load().stamps) {
+			continue // nothing new, or already loaded by a Reload of its own (SIGHUP)
 		}
 		tried = stamps
 		if err := s.Reload(); err != nil {
