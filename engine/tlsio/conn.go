@@ -285,12 +285,16 @@ func (c *Conn) decrypt(in []byte) (int, error) {
 			c.drained = n < len(space)
 		}
 		if err == errWouldBlock {
-			// crypto/tls asks for bytes only once it has consumed every whole record it had,
-			// and the wire hands out whole records only: they are all consumed.
+			// crypto/tls asks for bytes only once it has consumed every whole record it was
+			// given. If that is every complete record seen, the count is exact; if some were
+			// seen but not offered this time, the lower bound stays (raising it to the count
+			// would strand records inside crypto/tls once they are offered again).
 			w.mu.Lock()
-			c.consumed = w.rs.complete
+			if w.handed >= w.rs.end {
+				c.consumed, c.probe = w.rs.complete, false
+			}
 			w.mu.Unlock()
-			c.drained, c.probe = true, false
+			c.drained = true
 			break
 		}
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -166,6 +167,84 @@ func FuzzServerInput(f *testing.F) {
 				t.Fatal("a handshake worker outlived its connection")
 			}
 			time.Sleep(time.Millisecond)
+		}
+	})
+}
+
+// FuzzReadSchedule drives an established Conn the way a loop may: messages of any size from the
+// peer, arriving in any cuts, offered whole, in part or not at all (Input(nil)), and taken by
+// the application a little at a time. Every byte must come out once, in order, and the Conn's
+// record accounting must never overshoot (which would strand records inside crypto/tls).
+func FuzzReadSchedule(f *testing.F) {
+	f.Add(uint64(1), uint8(20), false)
+	f.Add(uint64(2), uint8(60), true)
+	f.Add(uint64(3), uint8(5), false)
+	ca, scfg := testServerConfig(f)
+	f.Fuzz(func(t *testing.T, seed uint64, steps uint8, tls12 bool) {
+		r := rand.New(rand.NewPCG(seed, seed>>7|1))
+		v := uint16(tls.VersionTLS13)
+		if tls12 {
+			v = tls.VersionTLS12
+		}
+		h := newHandPair(t, scfg, clientConfig(ca, v))
+		var want, got, flight, buffered []byte // sent, received, in flight, arrived (gnet's buffer)
+		counter := byte(0)
+		check := func() {
+			h.c.w.mu.Lock()
+			defer h.c.w.mu.Unlock()
+			if h.c.consumed > h.c.w.rs.complete {
+				t.Fatalf("consumed %d of %d records", h.c.consumed, h.c.w.rs.complete)
+			}
+		}
+		input := func(offer []byte) {
+			used, err := h.c.Input(offer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buffered = buffered[used:]
+			check()
+		}
+		take := func(n int) {
+			n = min(n, h.c.Buffered())
+			got = append(got, h.c.Peek()[:n]...)
+			h.c.Discard(n)
+		}
+		for range int(steps) {
+			switch r.IntN(6) {
+			case 0: // the peer sends a message
+				msg := make([]byte, 1+r.IntN(40000))
+				for i := range msg {
+					msg[i] = counter
+					counter++
+				}
+				want = append(want, msg...)
+				flight = append(flight, h.stream(t, msg)...)
+			case 1: // some bytes arrive
+				k := r.IntN(len(flight) + 1)
+				buffered = append(buffered, flight[:k]...)
+				flight = flight[k:]
+				input(buffered)
+			case 2:
+				input(nil)
+			case 3:
+				input(buffered[:r.IntN(len(buffered)+1)])
+			case 4:
+				take(r.IntN(20000))
+			case 5:
+				input(buffered)
+			}
+		}
+		buffered = append(buffered, flight...)
+		for range 1000 {
+			left, had := len(buffered), len(got)
+			input(buffered)
+			take(h.c.Buffered())
+			if len(buffered) == left && len(got) == had {
+				break
+			}
+		}
+		if len(buffered) != 0 || !bytes.Equal(got, want) {
+			t.Fatalf("got %d of %d bytes (equal prefix: %v), %d ciphertext bytes unused", len(got), len(want), bytes.HasPrefix(want, got), len(buffered))
 		}
 	})
 }

@@ -471,3 +471,49 @@ func TestPlaintextBufferBound(t *testing.T) {
 		t.Fatalf("got %d plaintext bytes, %d ciphertext bytes left", total, len(stream))
 	}
 }
+
+// TestInputOfferedLessThanBefore: the engine may call Input with fewer bytes than it offered
+// before (Input(nil) after Progress, say) while records it showed earlier wait unused. Nothing
+// may be stranded inside crypto/tls when they are offered again.
+func TestInputOfferedLessThanBefore(t *testing.T) {
+	ca, scfg := testServerConfig(t)
+	for _, v := range versions {
+		t.Run(v.name, func(t *testing.T) {
+			h := newHandPair(t, scfg, clientConfig(ca, v.v))
+			var stream []byte
+			for range 120 { // one small record each
+				stream = append(stream, h.stream(t, bytes.Repeat([]byte("r"), 500))...)
+			}
+			total := 0
+			take := func() { total += h.c.Buffered(); h.c.Discard(h.c.Buffered()) }
+			used, err := h.c.Input(stream) // fills the plaintext buffer, leaves records unused
+			if err != nil {
+				t.Fatal(err)
+			}
+			stream = stream[used:]
+			take()
+			for range 3 {
+				if _, err := h.c.Input(nil); err != nil {
+					t.Fatal(err)
+				}
+				take()
+			}
+			for range 20 {
+				used, err := h.c.Input(stream)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stream = stream[used:]
+				take()
+			}
+			if total != 60000 || len(stream) != 0 {
+				t.Fatalf("got %d of 60000 plaintext bytes, %d ciphertext bytes unused", total, len(stream))
+			}
+			h.c.w.mu.Lock()
+			defer h.c.w.mu.Unlock()
+			if h.c.consumed > h.c.w.rs.complete {
+				t.Fatalf("consumed %d records of %d: the lower bound overshot", h.c.consumed, h.c.w.rs.complete)
+			}
+		})
+	}
+}
