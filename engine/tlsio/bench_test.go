@@ -151,7 +151,7 @@ func BenchmarkIdleSession(b *testing.B) {
 		b.Run("tlsio/"+v.name, func(b *testing.B) {
 			var per float64
 			for b.Loop() {
-				per = idleBytes(b, 500, scfg, clientConfig(ca, v.v))
+				per = idleBytes(b, 500, scfg, clientConfig(ca, v.v), 100)
 			}
 			b.ReportMetric(per, "B/session")
 		})

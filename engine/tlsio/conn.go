@@ -384,9 +384,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return c.tc.Write(p)
 }
 
-// Writev writes the concatenation of bs. Pieces smaller than a record are gathered first, so a
-// frame header and its payload share a record instead of costing one each; a piece of a record
-// or more once the gathered part is full is encrypted in place.
+// Writev writes the concatenation of bs in as few records as crypto/tls allows. Pieces are
+// gathered into a pooled record-sized buffer, so a frame header and its payload share a record
+// instead of costing one each; whole records' worth of a large piece are encrypted straight
+// from it, without the copy. Loop only, once established.
 func (c *Conn) Writev(bs [][]byte) (int, error) {
 	if c.state != stOpen {
 		return 0, c.notOpen()
@@ -410,12 +411,15 @@ func (c *Conn) Writev(bs [][]byte) (int, error) {
 	for _, b := range bs {
 		for len(b) > 0 {
 			if (scratch == nil || len(*scratch) == 0) && len(b) >= MaxPlaintext {
-				n, err := c.tc.Write(b)
+				// Whole records straight from b; the tail is gathered with what follows.
+				k := len(b) - len(b)%MaxPlaintext
+				n, err := c.tc.Write(b[:k])
 				total += n
 				if err != nil {
 					return total, err
 				}
-				break
+				b = b[k:]
+				continue
 			}
 			if scratch == nil {
 				scratch = c.p.getBuf()

@@ -228,3 +228,64 @@ func handshakeByHand(t *testing.T, c *Conn, m *memConn, l *testLoop, clientDone 
 		t.Fatal("client handshake did not end")
 	}
 }
+
+// TestWritev: the pieces arrive concatenated, and small pieces share records: a frame header
+// and a 200-byte payload make one record, a header and 64 KiB the minimum of five.
+func TestWritev(t *testing.T) {
+	ca, scfg := testServerConfig(t)
+	h := newHandPair(t, scfg, clientConfig(ca, tls.VersionTLS13))
+	sink := &countSink{}
+	h.sw.w = &teeSink{a: h.m.sink(), b: sink}
+	read := func(n int) []byte {
+		t.Helper()
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(h.cl, buf); err != nil {
+			t.Fatal(err)
+		}
+		return buf
+	}
+	for range 10 { // past crypto/tls's small first records
+		h.c.Write(make([]byte, 64<<10))
+	}
+	read(10 * 64 << 10)
+	hdr := []byte{0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0}
+	cases := []struct {
+		sizes   []int
+		records int
+	}{
+		{[]int{2, 200}, 1},
+		{[]int{len(hdr), 64 << 10}, 5},
+		{[]int{64 << 10}, 4},
+		{[]int{1, 1, 1, 0, 1}, 1},
+		{[]int{MaxPlaintext - 1, 1, 1}, 2},
+		{[]int{3 * MaxPlaintext, 5}, 4},
+		{[]int{40000, 5}, 3},
+	}
+	for i, c := range cases {
+		var bs [][]byte
+		var want []byte
+		for _, n := range c.sizes {
+			b := testMessages(n)[0]
+			bs = append(bs, b)
+			want = append(want, b...)
+		}
+		sink.writes = 0
+		n, err := h.c.Writev(bs)
+		if err != nil || n != len(want) {
+			t.Fatalf("case %d: wrote %d of %d, %v", i, n, len(want), err)
+		}
+		if sink.writes != c.records {
+			t.Errorf("case %d %v: %d records, want %d", i, c.sizes, sink.writes, c.records)
+		}
+		if got := read(len(want)); !bytes.Equal(got, want) {
+			t.Fatalf("case %d: the client read other bytes", i)
+		}
+	}
+}
+
+type teeSink struct{ a, b io.Writer }
+
+func (t *teeSink) Write(p []byte) (int, error) {
+	t.b.Write(p)
+	return t.a.Write(p)
+}
