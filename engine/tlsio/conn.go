@@ -200,8 +200,9 @@ func (c *Conn) Progress() (done bool, err error) {
 func (c *Conn) Established() bool { return c.state == stOpen }
 
 // Input is called on the loop with the bytes the peer has sent that Input has not used yet
-// (gnet's Peek(-1)): it returns how many of them it used, which the caller Discards; the others
-// must be offered again, followed by newer ones, next time. in is only read during the call.
+// (gnet's Peek(-1)): it returns how many of them it used, which the caller Discards (only when
+// more than 0: gnet's Discard(0) drops everything it holds); the others must be offered again,
+// followed by newer ones, next time. in is only read during the call.
 //
 // Before the handshake it waits (uses nothing) until in starts with a complete ClientHello, then
 // takes everything and starts the handshake on a worker; ErrPlainHTTP, ErrNotTLS and the other
