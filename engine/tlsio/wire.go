@@ -42,20 +42,19 @@ type wire struct {
 	mode wireMode
 	nc   net.Conn // modeDirect only
 
-	in     *[]byte // fed bytes not handed to crypto/tls yet (modeWorker, and what is left after)
-	inOff  int     // start of the unhanded part of in
-	borrow []byte  // modeLoop: the caller's bytes during Conn.Input, after in
-	used   int     // bytes of borrow handed to crypto/tls
-	handed int64   // stream offset of the next byte crypto/tls gets
-	rs     recordStream
-	eof    bool // the peer's side of the socket ended
-	// heldBack: the last feed could not take everything offered (MaxHandshakeInput).
-	heldBack bool
+	in       *[]byte // fed bytes not handed to crypto/tls yet (modeWorker, and what is left after)
+	inOff    int     // start of the unhanded part of in
+	borrow   []byte  // modeLoop: the caller's bytes during Conn.Input, after in
+	used     int     // bytes of borrow handed to crypto/tls
+	handed   int64   // stream offset of the next byte crypto/tls gets
+	rs       recordStream
+	eof      bool // the peer's side of the socket ended
 	eofOut   bool // Read has told crypto/tls so
+	heldBack bool // the last feed could not take everything offered (MaxHandshakeInput)
 
 	out      *[]byte   // output nobody could take yet (modeWorker, or no sink)
 	sink     io.Writer // takes output in modeLoop
-	notify   func()    // modeWorker: called, outside the lock, when output is queued or the handshake ends
+	notify   func()    // modeWorker: called, outside the lock, for output, for held-back input, at the end
 	notified bool      // notify was called and the loop has not collected since
 
 	closed    bool
