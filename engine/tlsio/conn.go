@@ -110,7 +110,9 @@ func Client(ctx context.Context, p *Pool, nc net.Conn, cfg *tls.Config) (*Conn, 
 }
 
 // SetSink sets where the Conn's output goes (for a Conn from Client: the enrolled gnet.Conn)
-// and writes anything queued while there was none.
+// and writes anything queued while there was none. SetSink(nil) when the engine parks the
+// socket (its gnet.Conn is closed and must not be written): output is then queued in the Conn
+// until SetSink gives it the re-enrolled gnet.Conn. Loop only.
 func (c *Conn) SetSink(sink io.Writer) error {
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()

@@ -289,3 +289,19 @@ func (t *teeSink) Write(p []byte) (int, error) {
 	t.b.Write(p)
 	return t.a.Write(p)
 }
+
+// TestSetSinkParks: with no sink (a parked socket) output waits in the Conn, in order, and
+// goes out when a sink is set again.
+func TestSetSinkParks(t *testing.T) {
+	ca, scfg := testServerConfig(t)
+	h := newHandPair(t, scfg, clientConfig(ca, tls.VersionTLS13))
+	h.c.SetSink(nil)
+	h.c.Write([]byte("while "))
+	h.c.Writev([][]byte{[]byte("parked"), []byte("; ")})
+	h.c.SetSink(h.m.sink())
+	h.c.Write([]byte("back"))
+	got := make([]byte, len("while parked; back"))
+	if _, err := io.ReadFull(h.cl, got); err != nil || string(got) != "while parked; back" {
+		t.Fatalf("client read %q, %v", got, err)
+	}
+}
