@@ -1,0 +1,5 @@
+//go:build !race
+
+package tlsio
+
+const raceEnabled = false
