@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"vncedge/engine/tlsio"
 	"vncedge/routing"
 )
 
@@ -16,8 +17,14 @@ import (
 // flags: they are the engine's internal trade-offs, exposed so that a test or
 // a benchmark can move them and so that each is written down once.
 type Config struct {
-	// Listen is the TCP address for WebSocket upgrades and static files.
+	// Listen is the TCP address for WebSocket upgrades and static files
+	// in plain HTTP (ws://); empty turns it off (TLSListen must be set then).
 	Listen string
+	// TLSListen is the TCP address for the same over TLS (https://,
+	// wss://), terminated on the event loops (engine/tlsio); empty turns
+	// it off. TLS holds its certificates and settings.
+	TLSListen string
+	TLS       tlsio.Config
 	// Admin is the plain net/http address for /metrics, /healthz, /readyz
 	// (and /debug/pprof when Pprof is set). Empty disables the admin listener.
 	Admin string
@@ -157,6 +164,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:             "0.0.0.0:6080",
+		TLS:                tlsio.DefaultConfig(),
 		Admin:              "127.0.0.1:6089",
 		HandshakeTimeout:   10 * time.Second,
 		ConnectTimeout:     5 * time.Second,
@@ -193,8 +201,15 @@ func DefaultConfig() Config {
 // Validate reports every setting that cannot work.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Listen == "" {
-		errs = append(errs, errors.New("listen address is empty"))
+	if c.Listen == "" && c.TLSListen == "" {
+		errs = append(errs, errors.New("no listen address: set listen, tls-listen or both"))
+	}
+	if c.TLSListen != "" {
+		if len(c.TLS.Certs) == 0 {
+			errs = append(errs, errors.New("tls-listen needs a certificate: --tls-cert FILE --tls-key FILE"))
+		} else if err := c.TLS.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("tls: %w", err))
+		}
 	}
 	if c.Router == nil {
 		errs = append(errs, errors.New("no router"))

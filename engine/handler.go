@@ -101,6 +101,7 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s.clock.Store(int64(time.Since(s.epoch)))
 	s.trimMemory()
 	s.clients.sweep()
+	s.copyTLSStats()
 	s.forEachLoop(func(ls *loopState) {
 		_ = ls.el.Execute(context.Background(), ls.sweepRunnable)
 	})

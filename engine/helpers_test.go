@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -77,7 +78,9 @@ func startServer(t *testing.T, tweak func(*Config, *routing.Config)) *testServer
 				t.Errorf("Serve: %v", err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return")
+			var dump bytes.Buffer
+			_ = pprof.Lookup("goroutine").WriteTo(&dump, 2)
+			t.Errorf("Serve did not return; goroutines:\n%s", dump.String())
 		}
 	})
 	return &testServer{Server: srv, t: t, url: "ws://" + srv.Addr()}

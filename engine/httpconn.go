@@ -11,6 +11,8 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
+
+	"vncedge/engine/tlsio"
 )
 
 // httpConn is an accepted browser socket that is not (or no longer) a
@@ -48,6 +50,11 @@ func newHTTPConn(ls *loopState, c gnet.Conn, mark *acceptMark) *httpConn {
 	h := &httpConn{ls: ls, srv: srv, browser: browserConn{c: c}, started: time.Now(),
 		tracking: tracking{slot: -1}, clientKey: mark.peer,
 		slots: slots{fds: 1, handshake: true, hsClient: mark.peer}}
+	if mark.tls {
+		// The handshake runs on a worker once the ClientHello is complete;
+		// it wakes this socket (OnTraffic) when it has news.
+		h.browser.tls = tlsio.NewServer(srv.tlsPool, srv.tlsStore.ServerConfig(), c, func() { _ = c.Wake(nil) })
+	}
 	if a := c.RemoteAddr(); a != nil {
 		h.remote = a.String()
 	}
@@ -90,26 +97,53 @@ func (h *httpConn) onTraffic(c gnet.Conn) gnet.Action {
 	}
 	srv := h.srv
 	if srv.cfg.ProxyProtocol && !h.proxyDone {
+		// The PROXY header comes before TLS, in the clear.
 		if act, done := h.readProxyHeader(c); !done {
 			return act
 		}
 	}
+	b := &h.browser
+	if b.tls != nil {
+		switch b.tlsIn() {
+		case tlsWaiting:
+			return gnet.None
+		case tlsFailed:
+			srv.met.tlsFailures.Inc()
+			srv.logSampled(&srv.rejectLog, slog.LevelInfo, "TLS handshake failed",
+				slog.String("client", h.remote), slog.String("error", b.tlsErr.Error()))
+			return gnet.Close
+		case tlsPlainHTTP:
+			srv.met.upgradesFailed[rejectBadRequest].Inc()
+			_, _ = c.Discard(-1)
+			b.writeRaw(plainOnTLSPort)
+			h.closeAfterResponse()
+			return gnet.None
+		}
+	}
+	defer func() {
+		if b.tlsEnded() && b.c != nil && c.Context() == h {
+			_ = b.c.Close()
+		}
+	}()
 	maxHead := srv.cfg.MaxHeaderBytes
-	for h.browser.c != nil && !h.closing && c.Context() == h {
+	for b.c != nil && !h.closing && c.Context() == h {
 		if h.waiting {
 			// Answer one request at a time: the next waits until the last
 			// response is written, and what a client pipelines meanwhile
 			// is capped (a client that sends and never reads must not
 			// make us queue response after response).
-			if c.InboundBuffered() > pipelineCap(maxHead) {
+			if b.held() > pipelineCap(maxHead) {
 				return gnet.Close
 			}
 			return gnet.None
 		}
-		buf, _ := c.Peek(-1)
+		if b.inbound() == 0 {
+			return gnet.None
+		}
+		buf := b.peek(-1)
 		end := headEnd(buf)
 		if end == -2 {
-			_, _ = c.Discard(-1)
+			b.discard(len(buf))
 			h.reject(rejectBadRequest, "request line ends are not CRLF")
 			return gnet.None
 		}
@@ -121,14 +155,14 @@ func (h *httpConn) onTraffic(c gnet.Conn) gnet.Action {
 		}
 		head, ok := scanHead(buf[:end])
 		if !ok {
-			_, _ = c.Discard(end)
+			b.discard(end)
 			h.reject(rejectBadRequest, "malformed request head (request line, a header, a second Host or Origin, or a NUL byte)")
 			return gnet.None
 		}
 		site := srv.site.Load()
 		isGet := string(head.method) == http.MethodGet
 		if !head.upgrade && site != nil && (isGet || string(head.method) == http.MethodHead) {
-			_, _ = c.Discard(end)
+			b.discard(end)
 			if max := srv.cfg.MaxStaticQueued; max > 0 && srv.staticQueued.Load() > int64(max) {
 				h.reject(rejectStaticBusy, "static responses not yet written exceed MaxStaticQueued")
 				return gnet.None
@@ -156,10 +190,13 @@ func (h *httpConn) onTraffic(c gnet.Conn) gnet.Action {
 			continue
 		}
 		h.upgrade(c, buf[:end])
-		_, _ = c.Discard(end)
+		b.discard(end)
 	}
 	return gnet.None
 }
+
+// plainOnTLSPort answers an HTTP request sent to the TLS listener.
+var plainOnTLSPort = appendHTTPError(nil, http.StatusBadRequest, "this port speaks TLS: use https:// and wss://")
 
 // readProxyHeader consumes the PROXY protocol header that must open every
 // connection under --proxy-protocol. done reports that the request may be
@@ -338,6 +375,7 @@ func (h *httpConn) onClose(c gnet.Conn) {
 		return
 	}
 	h.browser.c = nil
+	h.browser.release()
 	h.account()
 	h.ls.conns.remove(h)
 	h.srv.releaseSlots(&h.slots)

@@ -24,12 +24,14 @@ import (
 // gives it an httpConn.
 type acceptMark struct {
 	peer netip.Addr // the address its handshake is counted against; invalid when none
+	tls  bool       // from the --tls-listen listener
 }
 
 // listener is one listening socket and its accept goroutine.
 type listener struct {
 	srv *Server
 	ln  *net.TCPListener
+	tls bool
 }
 
 func (srv *Server) listen(addr string) (*listener, error) {
@@ -51,7 +53,7 @@ const (
 // run accepts until the listener is closed.
 func (l *listener) run() {
 	srv := l.srv
-	defer close(srv.enrolls) // the enroll workers end with the acceptor
+	defer srv.listenersDone.Done()
 	backoff := time.Duration(0)
 	for {
 		c, err := l.ln.AcceptTCP()
@@ -71,7 +73,7 @@ func (l *listener) run() {
 			continue
 		}
 		backoff = 0
-		srv.admit(c)
+		srv.admit(c, l.tls)
 	}
 }
 
@@ -84,13 +86,13 @@ var shedResponse = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: tex
 // admit applies the accept-time limits to c and hands it to a loop. Two
 // descriptors are counted until gnet has made its own copy of the socket
 // and closed ours.
-func (srv *Server) admit(c *net.TCPConn) {
+func (srv *Server) admit(c *net.TCPConn, tls bool) {
 	var peer netip.Addr
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		peer = ap.Addr().Unmap()
 	}
 	why := shedNone
-	var mark acceptMark
+	mark := acceptMark{tls: tls}
 	switch {
 	case !srv.fds.take(2):
 		why = shedDescriptors

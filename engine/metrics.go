@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"vncedge/engine/tlsio"
 )
 
 // serverMetrics holds every series the engine exports. All are atomics
@@ -40,8 +42,10 @@ type serverMetrics struct {
 	logLinesSampled *metrics.Counter
 	budgetSheds     *metrics.Counter
 	revocations     *metrics.Counter
-	lookups         sync.Map // lookupKey -> *metrics.Counter
-	lookupSeconds   sync.Map // source -> *metrics.PrometheusHistogram
+	tlsFailures     *metrics.Counter
+	tls             *tlsMetrics // nil without --tls-listen
+	lookups         sync.Map    // lookupKey -> *metrics.Counter
+	lookupSeconds   sync.Map    // source -> *metrics.PrometheusHistogram
 }
 
 func newServerMetrics() *serverMetrics {
@@ -69,6 +73,7 @@ func newServerMetrics() *serverMetrics {
 		logLinesSampled: s.NewCounter("vncedge_log_lines_suppressed_total"),
 		budgetSheds:     s.NewCounter("vncedge_memory_budget_sheds_total"),
 		revocations:     s.NewCounter("vncedge_token_revocations_total"),
+		tlsFailures:     s.NewCounter("vncedge_tls_handshake_failures_total"),
 	}
 	for r := shedNone + 1; r < numShedReasons; r++ {
 		m.connectionsShed[r] = s.NewCounter(fmt.Sprintf(`vncedge_connections_shed_total{reason=%q}`, r.String()))
@@ -209,6 +214,20 @@ func metricHelp(family string) string {
 		return "Time a token source took to answer one lookup, by source (cached answers not included)."
 	case "vncedge_token_revocations_total":
 		return "Token revocations seen (admin API, Redis, token file reload); their sessions end with 1008."
+	case "vncedge_tls_handshake_failures_total":
+		return "TLS handshakes from browsers that failed (bad ClientHello, no shared version or suite, a refused client certificate, a timeout)."
+	case "vncedge_tls_handshakes_total":
+		return "TLS handshakes from browsers handed to a worker."
+	case "vncedge_tls_handshakes_running":
+		return "TLS handshakes running on workers now."
+	case "vncedge_tls_handshakes_queued":
+		return "TLS handshakes waiting for a worker."
+	case "vncedge_tls_handshakes_rejected_total":
+		return "TLS handshakes refused because every worker and the queue were busy."
+	case "vncedge_tls_certificate_reloads_total":
+		return "Certificate reloads that replaced the certificates in use."
+	case "vncedge_tls_certificate_reload_errors_total":
+		return "Certificate reloads that failed; the previous certificates stay in use."
 	case "vncedge_limit_max_pending_setups":
 		return "Route lookups and dials that may run at once; more get 503 (reason capacity)."
 	}
@@ -244,4 +263,42 @@ func (m *serverMetrics) writePrometheus(w io.Writer) {
 	// lists /proc/self/fd (a few ms at 100,000 descriptors), on the admin
 	// goroutine, once per scrape.
 	metrics.WriteFDMetrics(w)
+}
+
+// tlsMetrics mirrors engine/tlsio's counters, copied on every tick (the
+// pool and the store count with their own atomics).
+type tlsMetrics struct {
+	handshakes, rejected, reloads, reloadErrors *metrics.Counter
+}
+
+// registerTLSMetrics exports the TLS layer's own counters and gauges (all
+// of them even without --tls-listen, at 0, so dashboards need no case).
+func (s *Server) registerTLSMetrics() {
+	set := s.met.set
+	s.met.tls = &tlsMetrics{
+		handshakes:   set.NewCounter("vncedge_tls_handshakes_total"),
+		rejected:     set.NewCounter("vncedge_tls_handshakes_rejected_total"),
+		reloads:      set.NewCounter("vncedge_tls_certificate_reloads_total"),
+		reloadErrors: set.NewCounter("vncedge_tls_certificate_reload_errors_total"),
+	}
+	pool := func() tlsio.PoolStats {
+		if s.tlsPool == nil {
+			return tlsio.PoolStats{}
+		}
+		return s.tlsPool.Stats()
+	}
+	set.NewGauge("vncedge_tls_handshakes_running", func() float64 { return float64(pool().Running) })
+	set.NewGauge("vncedge_tls_handshakes_queued", func() float64 { return float64(pool().Queued) })
+}
+
+// copyTLSStats runs on the ticker.
+func (s *Server) copyTLSStats() {
+	if s.tlsPool == nil {
+		return
+	}
+	ps, st := s.tlsPool.Stats(), s.tlsStore.Stats()
+	s.met.tls.handshakes.Set(ps.Started)
+	s.met.tls.rejected.Set(ps.Rejected)
+	s.met.tls.reloads.Set(st.Reloads)
+	s.met.tls.reloadErrors.Set(st.Failures)
 }

@@ -270,13 +270,13 @@ func (s *session) browserResumed(c gnet.Conn) gnet.Action {
 	switch s.state {
 	case stRelaying:
 	case stClosing: // the session ended while the browser was parked
-		s.browser.c = c
+		s.browser.resumed(c)
 		s.sendClose()
 		return gnet.None
 	default:
 		return gnet.Close
 	}
-	s.browser.c = c
+	s.browser.resumed(c)
 	// Back because the VM had bytes for it, maybe: its input still waits
 	// until the VM has taken its backlog (the low mark), else every VM
 	// read would let another read's worth of upload in.
@@ -289,6 +289,9 @@ func (s *session) browserResumed(c gnet.Conn) gnet.Action {
 	s.deliverVMEnd()
 	if s.state == stRelaying && s.vm != nil && s.vm.InboundBuffered() > 0 {
 		_ = s.vm.Wake(nil) // what the VM sent while the browser was parked
+	}
+	if s.state == stRelaying && !s.inputHeld && s.browser.tls != nil && s.browser.tls.Buffered() > 0 {
+		_ = c.Wake(nil) // input decrypted before the park
 	}
 	return gnet.None
 }

@@ -40,12 +40,12 @@ func (s *session) relayFromBrowser(c gnet.Conn) gnet.Action {
 		}
 		switch q := vm.OutboundBuffered(); {
 		case s.inputHeld && q > low:
-			if c.InboundBuffered() == 0 && c.OutboundBuffered() == 0 {
+			if s.browser.inbound() == 0 && s.browser.unreadRaw() == 0 && c.OutboundBuffered() == 0 {
 				return s.park(c, &s.browserPark) // nothing to lose: stop reading it
 			}
 			return s.holdInput(c) // pollBackpressure wakes us below the low mark
 		case q > high:
-			if c.InboundBuffered() == 0 && c.OutboundBuffered() == 0 {
+			if s.browser.inbound() == 0 && s.browser.unreadRaw() == 0 && c.OutboundBuffered() == 0 {
 				// Stop reading the browser until the VM has taken its backlog.
 				return s.park(c, &s.browserPark)
 			}
@@ -61,7 +61,7 @@ func (s *session) relayFromBrowser(c gnet.Conn) gnet.Action {
 			}
 		}
 		s.inputHeld = false
-		n := c.InboundBuffered()
+		n := s.browser.inbound()
 		if n == 0 {
 			break
 		}
@@ -69,7 +69,7 @@ func (s *session) relayFromBrowser(c gnet.Conn) gnet.Action {
 		if budget > 0 {
 			take = min(take, budget)
 		}
-		buf, _ := c.Peek(take)
+		buf := s.browser.peek(take)
 		off := s.relayFrames(buf)
 		if budget > 0 {
 			budget = max(budget-off, 0)
@@ -83,7 +83,7 @@ func (s *session) relayFromBrowser(c gnet.Conn) gnet.Action {
 			break
 		}
 		if s.state != stClosed { // a closed session's socket is gone
-			_, _ = c.Discard(off) // never 0: gnet's Discard(0) drops everything
+			s.browser.discard(off)
 		}
 	}
 	return gnet.None
@@ -103,20 +103,20 @@ func (s *session) holdBrowser() {
 // what follows is relayed as usual.
 func (s *session) readHandshakeFrames(c gnet.Conn) gnet.Action {
 	for s.state == stRFB || s.state == stRefusing {
-		n := c.InboundBuffered()
+		n := s.browser.inbound()
 		if n == 0 {
 			return gnet.None
 		}
-		buf, _ := c.Peek(min(n, s.srv.cfg.ChunkSize))
+		buf := s.browser.peek(min(n, s.srv.cfg.ChunkSize))
 		off := s.relayFrames(buf)
 		if off == 0 {
 			break
 		}
 		if s.state != stClosed {
-			_, _ = c.Discard(off)
+			s.browser.discard(off)
 		}
 	}
-	if s.state == stRelaying && c.InboundBuffered() > 0 {
+	if s.state == stRelaying && s.browser.inbound() > 0 {
 		return s.relayFromBrowser(c)
 	}
 	return s.holdInput(c)

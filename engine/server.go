@@ -16,6 +16,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"vncedge/engine/tlsio"
 	"vncedge/engine/webroot"
 	"vncedge/routing"
 )
@@ -34,7 +35,13 @@ type Server struct {
 	met     *serverMetrics
 	limits  *capacity
 	addr    atomic.Pointer[string] // the bound listen address, once Serve has bound it
-	ln      *listener
+	tlsAddr atomic.Pointer[string] // the bound TLS listen address
+	lns     []*listener
+
+	// TLS on the edge (engine/tlsio): certificates, handshake workers.
+	tlsStore      *tlsio.Store
+	tlsPool       *tlsio.Pool
+	listenersDone sync.WaitGroup // the acceptors; the enroll workers end after them
 
 	// Admission (limits.go, listen.go): descriptors, connections still in
 	// their handshake (overall, and per client in clients), per-client
@@ -137,6 +144,18 @@ func New(cfg Config) (*Server, error) {
 	s.met.registerServer(s)
 	s.met.set.NewGauge("vncedge_queued_bytes", func() float64 { return float64(s.queuedTotal()) })
 	s.maxHandshakes = cfg.MaxHandshakes
+	if cfg.TLSListen != "" {
+		tcfg := cfg.TLS
+		if tcfg.HandshakeTimeout == 0 {
+			tcfg.HandshakeTimeout = cfg.HandshakeTimeout
+		}
+		store, err := tlsio.NewStore(tcfg)
+		if err != nil {
+			return nil, fmt.Errorf("engine config: tls: %w", err)
+		}
+		s.tlsStore, s.tlsPool = store, tlsio.NewPool(tcfg)
+	}
+	s.registerTLSMetrics()
 	if cfg.VNCPasswordFile != "" {
 		pw, err := loadVNCPassword(cfg.VNCPasswordFile)
 		if err != nil {
@@ -175,6 +194,14 @@ func (s *Server) Addr() string {
 	return s.cfg.Listen
 }
 
+// TLSAddr is Addr for the TLS listener ("" when it is off).
+func (s *Server) TLSAddr() string {
+	if a := s.tlsAddr.Load(); a != nil {
+		return *a
+	}
+	return s.cfg.TLSListen
+}
+
 // AdminAddr is the admin listener's address, or "" when it is off.
 func (s *Server) AdminAddr() string {
 	if s.adminLn == nil {
@@ -189,19 +216,33 @@ func (s *Server) now() int64 { return s.clock.Load() }
 // Serve runs the proxy until Shutdown completes.
 func (s *Server) Serve() error {
 	defer close(s.served)
-	ln, err := s.listen(s.cfg.Listen)
-	if err != nil {
+	fail := func(err error) error {
+		for _, l := range s.lns {
+			_ = l.ln.Close()
+		}
 		s.stopOnce.Do(func() { close(s.stop) })
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	addr := ln.ln.Addr().String()
-	s.addr.Store(&addr)
-	s.ln = ln
+	for _, spec := range []struct {
+		addr string
+		tls  bool
+		dst  *atomic.Pointer[string]
+	}{{s.cfg.Listen, false, &s.addr}, {s.cfg.TLSListen, true, &s.tlsAddr}} {
+		if spec.addr == "" {
+			continue
+		}
+		ln, err := s.listen(spec.addr)
+		if err != nil {
+			return fail(fmt.Errorf("listen: %w", err))
+		}
+		ln.tls = spec.tls
+		a := ln.ln.Addr().String()
+		spec.dst.Store(&a)
+		s.lns = append(s.lns, ln)
+	}
 	if s.cfg.Admin != "" {
 		if err := s.startAdmin(); err != nil {
-			_ = ln.ln.Close()
-			s.stopOnce.Do(func() { close(s.stop) })
-			return err
+			return fail(err)
 		}
 	}
 	opts := []gnet.Option{
@@ -221,9 +262,7 @@ func (s *Server) Serve() error {
 		err = cli.Start()
 	}
 	if err != nil {
-		_ = ln.ln.Close()
-		s.stopOnce.Do(func() { close(s.stop) })
-		return fmt.Errorf("gnet: %w", err)
+		return fail(fmt.Errorf("gnet: %w", err))
 	}
 	s.engMu.Lock()
 	s.client = cli
@@ -232,15 +271,26 @@ func (s *Server) Serve() error {
 	for range enrollWorkers {
 		go s.enrollAccepted(cli)
 	}
-	go ln.run()
-	s.log.Info("vncedge listening", "listen", addr, "admin", s.AdminAddr(),
+	s.listenersDone.Add(len(s.lns))
+	for _, l := range s.lns {
+		go l.run()
+	}
+	go func() { s.listenersDone.Wait(); close(s.enrolls) }()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	if s.tlsStore != nil {
+		go s.tlsStore.Watch(watchCtx, s.log)
+	}
+	s.log.Info("vncedge listening", "listen", s.Addr(), "tls_listen", s.TLSAddr(), "admin", s.AdminAddr(),
 		"descriptor_budget", s.fds.limit, "max_handshakes", s.maxHandshakes)
 	if s.fds.limit < 64 {
 		s.log.Warn("descriptor budget is tiny: raise the open files limit (ulimit -n, LimitNOFILE=) or lower --fd-reserve",
 			"descriptor_budget", s.fds.limit)
 	}
 	<-s.stop
-	_ = ln.ln.Close()
+	for _, l := range s.lns {
+		_ = l.ln.Close()
+	}
 	err = cli.Stop()
 	if s.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -269,6 +319,11 @@ func (s *Server) Reload() error {
 			errs = append(errs, fmt.Errorf("web root: %w", err))
 		} else {
 			s.site.Store(site)
+		}
+	}
+	if s.tlsStore != nil {
+		if err := s.tlsStore.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("tls certificates (the previous ones stay): %w", err))
 		}
 	}
 	if s.cfg.VNCPasswordFile != "" {

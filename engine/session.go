@@ -289,6 +289,16 @@ func (s *session) onBrowserTraffic(c gnet.Conn) gnet.Action {
 		return gnet.Close // a stale socket; should not happen
 	}
 	s.lastRecv = s.srv.now()
+	if s.browser.tls != nil {
+		if s.browser.tlsIn() != tlsReady {
+			return gnet.Close // established before the upgrade: only a failure gets here
+		}
+		defer func() {
+			if s.browser.tlsEnded() && s.browser.c == c {
+				_ = c.Close() // the browser's close_notify, or a bad record: it is gone
+			}
+		}()
+	}
 	switch s.state {
 	case stRelaying:
 		return s.relayFromBrowser(c)
@@ -311,7 +321,7 @@ func (s *session) onBrowserTraffic(c gnet.Conn) gnet.Action {
 // holdInput leaves browser bytes in gnet's inbound buffer until the VM can
 // take them, but caps them: gnet keeps reading a socket whatever we do.
 func (s *session) holdInput(c gnet.Conn) gnet.Action {
-	if max := s.srv.cfg.MaxBuffered; max > 0 && c.InboundBuffered() > max {
+	if max := s.srv.cfg.MaxBuffered; max > 0 && s.browser.held() > max {
 		if s.state == stRelaying {
 			s.closeWith(ws.StatusPolicyViolation, reasonSlowConsumer, "VNC server is not reading")
 			return gnet.None
@@ -413,8 +423,10 @@ func (s *session) onBrowserClose(c gnet.Conn) {
 	}
 	s.browser.c = nil
 	if s.browserPark.closed() {
+		s.browser.parked()
 		return
 	}
+	s.browser.release()
 	if s.state < stClosing {
 		s.why = reasonBrowserGone
 		if s.state < stRelaying {

@@ -114,13 +114,16 @@ func Client(ctx context.Context, p *Pool, nc net.Conn, cfg *tls.Config) (*Conn, 
 // socket (its gnet.Conn is closed and must not be written): output is then queued in the Conn
 // until SetSink gives it the re-enrolled gnet.Conn. Loop only.
 func (c *Conn) SetSink(sink io.Writer) error {
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
-	c.w.sink = sink
-	if c.w.mode != modeLoop {
+	w := &c.w
+	w.mu.Lock()
+	w.sink = sink
+	if w.mode != modeLoop {
+		w.mu.Unlock()
 		return nil
 	}
-	return c.w.flushLocked()
+	to, out := w.takeOutLocked()
+	w.mu.Unlock()
+	return w.writeOut(to, out) // unlocked: see wire.Write
 }
 
 // runHandshake is the worker's job.
@@ -150,9 +153,17 @@ func (c *Conn) sync() bool {
 	}
 	w := &c.w
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.notified = false
-	err := w.flushLocked()
+	to, out := w.takeOutLocked()
+	w.mu.Unlock()
+	// Written unlocked (see wire.Write); the worker may queue more meanwhile,
+	// after this output, and the next sync writes that.
+	err := w.writeOut(to, out)
+	if c.state != stHandshake {
+		return true // closed from within that write (the socket failed)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if !c.hsDone {
 		if err != nil {
 			// The socket refused the handshake's output: nothing the worker writes can arrive.
@@ -191,8 +202,11 @@ func (c *Conn) Progress() (done bool, err error) {
 	if !c.sync() {
 		return false, nil
 	}
-	if c.state == stFailed {
+	switch c.state {
+	case stFailed:
 		return true, c.err
+	case stClosed:
+		return true, ErrClosed
 	}
 	return true, nil
 }

@@ -305,3 +305,38 @@ func TestSetSinkParks(t *testing.T) {
 		t.Fatalf("client read %q, %v", got, err)
 	}
 }
+
+// reenterSink fails its write and, as gnet does for a socket that failed,
+// calls back into the Conn from inside Write (the engine's OnClose runs
+// SetSink(nil) and Close there).
+type reenterSink struct{ c *Conn }
+
+func (r *reenterSink) Write([]byte) (int, error) {
+	_ = r.c.SetSink(nil)
+	_ = r.c.Close()
+	return 0, io.ErrClosedPipe
+}
+
+// TestSinkMayReenter: a sink that calls back into the Conn during a write
+// (gnet closes a failed socket synchronously, inside Write, and the
+// engine's OnClose handler releases the Conn) must not deadlock: the wire
+// writes with its lock released. Found by the engine's TLS tests.
+func TestSinkMayReenter(t *testing.T) {
+	ca, scfg := testServerConfig(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h := newHandPair(t, scfg, clientConfig(ca, tls.VersionTLS13))
+		h.sw.w = &reenterSink{c: h.c}
+		_, _ = h.c.Write([]byte("into a failed socket"))
+		h2 := newHandPair(t, scfg, clientConfig(ca, tls.VersionTLS13))
+		_ = h2.c.SetSink(nil)
+		_, _ = h2.c.Write([]byte("queued while parked"))
+		_ = h2.c.SetSink(&reenterSink{c: h2.c}) // the queued output fails as it goes out
+	}()
+	select {
+	case <-done:
+	case <-time.After(testWait):
+		t.Fatal("a sink that called back into the Conn deadlocked it")
+	}
+}

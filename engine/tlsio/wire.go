@@ -194,13 +194,15 @@ func (w *wire) Write(b []byte) (int, error) {
 		w.mu.Unlock()
 		return nc.Write(b)
 	case w.mode == modeLoop && w.sink != nil:
-		if err := w.flushLocked(); err != nil {
-			w.mu.Unlock()
+		// The sink is written with the lock released: gnet's Write closes
+		// a socket that failed synchronously, and the engine's OnClose
+		// then calls back into this Conn (SetSink, Close) on this goroutine.
+		sink, out := w.takeOutLocked()
+		w.mu.Unlock()
+		if err := w.writeOut(sink, out); err != nil {
 			return 0, err
 		}
-		n, err := w.sink.Write(b)
-		w.mu.Unlock()
-		return n, err
+		return sink.Write(b)
 	}
 	if w.out == nil {
 		w.out = w.p.getBuf()
@@ -215,17 +217,28 @@ func (w *wire) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// flushLocked hands queued output to the sink; w.mu held.
-func (w *wire) flushLocked() error {
-	if w.out == nil || w.sink == nil {
+// takeOutLocked takes the queued output and the sink to write it to, for
+// writeOut once w.mu is released (see Write); nothing when there is no sink.
+func (w *wire) takeOutLocked() (io.Writer, *[]byte) {
+	if w.sink == nil {
+		return nil, nil
+	}
+	out := w.out
+	w.out = nil
+	return w.sink, out
+}
+
+// writeOut writes output taken by takeOutLocked, without w.mu held, and
+// gives its buffer back.
+func (w *wire) writeOut(sink io.Writer, out *[]byte) error {
+	if out == nil {
 		return nil
 	}
 	var err error
-	if len(*w.out) > 0 {
-		_, err = w.sink.Write(*w.out)
+	if len(*out) > 0 {
+		_, err = sink.Write(*out)
 	}
-	w.p.putBuf(w.out)
-	w.out = nil
+	w.p.putBuf(out)
 	return err
 }
 
