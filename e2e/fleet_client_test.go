@@ -197,8 +197,16 @@ func (c *fleetClient) read() {
 		case ws.OpPing:
 			_ = c.writeFrame(ws.OpPong, p)
 		case ws.OpBinary, ws.OpContinuation:
-			if len(p) > 0 {
-				c.data <- p
+			if len(p) == 0 {
+				continue
+			}
+			select {
+			case c.data <- p:
+			default:
+				// Only echoes of what we sent arrive, a few at a time.
+				c.endErr = errors.New("more data than the test asked for")
+				c.conn.Close()
+				return
 			}
 		case ws.OpText:
 			c.endErr = errors.New("text frame on a binary session")
@@ -262,6 +270,9 @@ func (c *fleetClient) echo(msg []byte, within time.Duration) error {
 
 // waitEnd waits (bounded) for the stream to end.
 func (c *fleetClient) waitEnd(within time.Duration) bool {
+	if c.ended() {
+		return true // however late the caller asks
+	}
 	select {
 	case <-c.done:
 		return true

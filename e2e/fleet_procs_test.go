@@ -68,21 +68,25 @@ func (r *fleetRedis) url() string {
 	return (&url.URL{Scheme: "redis", User: url.UserPassword("", r.password), Host: r.addr, Path: "/0"}).String()
 }
 
-// waitSubscribers waits until n clients listen on channel and n keyspace
-// patterns are in place: only then does a revocation reach every instance.
-func (r *fleetRedis) waitSubscribers(t *testing.T, channel string, n int64) {
+// waitSubscribers waits until n clients each listen on the revoke channel
+// and on a keyspace pattern (CLIENT LIST's sub and psub): only then does a
+// revocation reach every instance.
+func (r *fleetRedis) waitSubscribers(t *testing.T, n int) {
 	t.Helper()
-	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		subs, err := r.client.PubSubNumSub(ctx, channel).Result()
-		pats, perr := r.client.PubSubNumPat(ctx).Result()
-		if err == nil && perr == nil && subs[channel] >= n && pats >= n {
+		list, err := r.client.ClientList(context.Background()).Result()
+		both := 0
+		for _, line := range strings.Split(list, "\n") {
+			if strings.Contains(" "+line, " sub=1 ") && strings.Contains(" "+line, " psub=1 ") {
+				both++
+			}
+		}
+		if err == nil && both >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 10s, %d subscribers on %s and %d keyspace patterns (err %v, %v); want %d of each",
-				subs[channel], channel, pats, err, perr, n)
+			t.Fatalf("after 10s, %d Redis clients subscribe to a channel and a pattern (err %v), want %d:\n%s", both, err, n, list)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -283,7 +287,7 @@ backend %s
     http-check expect status 200
     # Short intervals so the test sees a drain leave the pool within a
     # second; deploy/tls/haproxy.cfg has production values.
-    default-server inter 200ms fall 2 rise 2
+    default-server inter 200ms fall 3 rise 2
 %s`, h.sock, h.front, h.backend, h.backend, servers.String())
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
