@@ -16,6 +16,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/pires/go-proxyproto"
 )
 
 // The fleet test's simulated VMs and browsers. A VM is a plain TCP echo
@@ -140,17 +141,40 @@ func (e *fleetDialError) Error() string {
 
 // dialFleet opens a session through front (host:port) from src with token.
 func dialFleet(ctx context.Context, front string, src netip.Addr, token string) (*fleetClient, error) {
+	return dialFleetVia(ctx, front, src, token, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nd := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), Timeout: 5 * time.Second}
+		return nd.DialContext(ctx, network, addr)
+	})
+}
+
+// dialEdgeDirect opens a session on one instance, bypassing the load
+// balancer: it connects from 127.0.0.1 (a trusted proxy) and, as HAProxy
+// would, names src as the client in a PROXY v2 header.
+func dialEdgeDirect(ctx context.Context, listen string, src netip.Addr, token string) (*fleetClient, error) {
+	return dialFleetVia(ctx, listen, src, token, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nd := net.Dialer{Timeout: 5 * time.Second}
+		c, err := nd.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		client := net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 40000))
+		if _, err := proxyproto.HeaderProxyFromAddrs(2, client, c.RemoteAddr()).WriteTo(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	})
+}
+
+func dialFleetVia(ctx context.Context, addr string, src netip.Addr, token string, netDial func(context.Context, string, string) (net.Conn, error)) (*fleetClient, error) {
 	var status int
 	d := ws.Dialer{
-		Protocols: []string{"binary"},
-		Timeout:   10 * time.Second,
-		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			nd := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), Timeout: 5 * time.Second}
-			return nd.DialContext(ctx, network, addr)
-		},
+		Protocols:     []string{"binary"},
+		Timeout:       10 * time.Second,
+		NetDial:       netDial,
 		OnStatusError: func(s int, _ []byte, _ io.Reader) { status = s },
 	}
-	conn, br, _, err := d.Dial(ctx, "ws://"+front+"/websockify?token="+token)
+	conn, br, _, err := d.Dial(ctx, "ws://"+addr+"/websockify?token="+token)
 	if err != nil {
 		return nil, &fleetDialError{status: status, err: err}
 	}
