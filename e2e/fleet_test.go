@@ -68,6 +68,7 @@ type fleet struct {
 	prefix  string // --token-redis-prefix
 	channel string // --token-redis-revoke-channel
 	drain   time.Duration
+	admin   string // the admin bearer token
 
 	mu      sync.Mutex
 	figures []string       // measured figures, logged at the end as FIGURE lines
@@ -102,6 +103,7 @@ func startFleet(t *testing.T) *fleet {
 	}
 	tokenFile := filepath.Join(tmp, "admin-token")
 	adminToken := "fleet-admin-token-0123456789abcdef"
+	f.admin = adminToken
 	if err := os.WriteFile(tokenFile, []byte(adminToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -855,8 +857,8 @@ func (f *fleet) testDrain(t *testing.T, live []*fleetClient) {
 		len(newcomers), b.name, len(onB))
 }
 
-// testLogsHideSecrets checks both instances' logs for any token or the
-// Redis password in full: they must name tokens by hash only.
+// testLogsHideSecrets checks both instances' logs for any token, the Redis
+// password or the admin token in full: they must name tokens by hash only.
 func (f *fleet) testLogsHideSecrets(t *testing.T) {
 	for _, e := range f.edges {
 		b, err := os.ReadFile(e.logPath)
@@ -869,6 +871,9 @@ func (f *fleet) testLogsHideSecrets(t *testing.T) {
 		}
 		if strings.Contains(text, f.redis.password) {
 			t.Errorf("%s's log holds the Redis password", e.name)
+		}
+		if strings.Contains(text, f.admin) {
+			t.Errorf("%s's log holds the admin token", e.name)
 		}
 	}
 }
