@@ -37,11 +37,11 @@ func TestExpandAndCheckTemplate(t *testing.T) {
 		if err := CheckTemplate(tc.tmpl); err != nil {
 			t.Errorf("CheckTemplate(%q): %v", tc.tmpl, err)
 		}
-		if got := (Target{URL: tc.tmpl}).URLFor(vm); got != tc.want {
+		if got := (Target{URL: tc.tmpl}).URLFor(vm, ""); got != tc.want {
 			t.Errorf("URLFor(%q) = %q, want %q", tc.tmpl, got, tc.want)
 		}
 	}
-	if got := (Target{Direct: true}).URLFor(vm); got != "ws://127.18.1.2:5901/" {
+	if got := (Target{Direct: true}).URLFor(vm, ""); got != "ws://127.18.1.2:5901/" {
 		t.Errorf("direct URL %q", got)
 	}
 	for _, bad := range []string{"http://x/{ip}", "ws://127.0.0.1:6080/vnc/fixed", "ws://x/{ip}/{nope}"} {
@@ -63,7 +63,7 @@ func TestClientAddrSpread(t *testing.T) {
 
 func TestWriteTokenFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens")
-	if err := WriteTokenFile(path, 2, 3, 0); err != nil {
+	if err := WriteTokenFile(path, 2, 3, Layout{}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
@@ -80,7 +80,7 @@ func run(t *testing.T, o Options) *Result {
 	t.Helper()
 	o.Target = Target{Name: "direct", Direct: true, Pid: os.Getpid()}
 	o.Timeout = 10 * time.Second
-	o.VMPort = freePort(t)
+	o.Layout.Port = freePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	r, err := Run(ctx, o)

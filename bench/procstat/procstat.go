@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Sample is one reading of a process tree.
@@ -27,6 +28,8 @@ type Sample struct {
 	// the difference of two samples is the CPU the tree spent between them (a child that
 	// exited in between takes its share with it).
 	CPUSeconds float64 `json:"cpu_s"`
+	// At is when the sample was taken.
+	At time.Time `json:"at"`
 }
 
 // ClockTicks is USER_HZ, the unit of the times in /proc/PID/stat. Linux fixes it at 100
@@ -35,7 +38,7 @@ const ClockTicks = 100
 
 // Read samples pid and its descendants under the /proc mounted at root ("/proc").
 func Read(root string, pid int) (Sample, error) {
-	var s Sample
+	s := Sample{At: time.Now()}
 	pids, err := tree(root, pid)
 	if err != nil {
 		return s, err
@@ -198,4 +201,25 @@ func ParseCPUTicks(stat []byte) (int64, bool) {
 		return 0, false
 	}
 	return ut + st, true
+}
+
+// ReadOne samples pid alone, without its descendants (a generator whose children include
+// the proxies it started).
+func ReadOne(root string, pid int) (Sample, error) {
+	s := Sample{At: time.Now(), Processes: 1}
+	rss, err := vmRSS(filepath.Join(root, strconv.Itoa(pid), "status"))
+	if err != nil {
+		return s, err
+	}
+	s.RSSKiB = rss
+	if b, err := os.ReadFile(filepath.Join(root, strconv.Itoa(pid), "stat")); err == nil {
+		if ticks, ok := ParseCPUTicks(b); ok {
+			s.CPUSeconds = float64(ticks) / ClockTicks
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(root, strconv.Itoa(pid), "fd")); err == nil {
+		s.FDs = len(ents)
+	}
+	s.FDLimit, _ = fdLimit(filepath.Join(root, strconv.Itoa(pid), "limits"))
+	return s, nil
 }
