@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -101,12 +103,32 @@ func (o *Options) defaults() error {
 
 // Workers is how many workers (and VMs per worker) a run of o uses.
 func (o Options) Workers() (workers, vmsPerWorker int) {
+	perWorker, perVM := o.PerWorker, o.PerVM
+	if perWorker <= 0 {
+		perWorker = 8000
+	}
+	if perVM <= 0 {
+		perVM = 50
+	}
 	if o.Kind == KindChurn {
 		return 1, max(1, min(o.Concurrency, 64))
 	}
-	workers = (o.Sessions + o.PerWorker - 1) / o.PerWorker
+	workers = max(1, (o.Sessions+perWorker-1)/perWorker)
 	per := (o.Sessions + workers - 1) / workers
-	return workers, (per + o.PerVM - 1) / o.PerVM
+	return workers, max(1, (per+perVM-1)/perVM)
+}
+
+// VMAddrs lists the host:port of every VM a run of o starts.
+func (o Options) VMAddrs() []string {
+	workers, vms := o.Workers()
+	var out []string
+	for w := 0; w < workers; w++ {
+		for i := 0; i < vms; i++ {
+			vm := o.Layout.VM(w, i)
+			out = append(out, net.JoinHostPort(vm.IP, strconv.Itoa(vm.Port)))
+		}
+	}
+	return out
 }
 
 // workerHandle is the coordinator's side of one worker.
