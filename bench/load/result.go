@@ -206,7 +206,11 @@ func (r *Result) merge(parts []*Part) {
 			p.Grew = true
 		}
 		if r.Opened > 0 && !p.Opened.At.IsZero() && p.Opened.CPUSeconds >= p.Before.CPUSeconds {
-			p.SetupCPUMicros = 1e6 * (p.Opened.CPUSeconds - p.Before.CPUSeconds) / float64(r.Opened)
+			cpu := p.Opened.CPUSeconds - p.Before.CPUSeconds
+			p.SetupCPUMicros = 1e6 * cpu / float64(r.Opened)
+			if ticks := cpu * procstat.ClockTicks; r.Target.Pid > 0 && ticks < 20 {
+				r.Notes = append(r.Notes, fmt.Sprintf("proxy CPU per setup is coarse: %.0f clock ticks (10 ms each) over the ramp; open more sessions for a figure", ticks))
+			}
 		}
 		if !p.Peak.At.IsZero() && !p.AtN.At.IsZero() {
 			p.RunCPUSeconds = max(0, p.Peak.CPUSeconds-p.AtN.CPUSeconds)
@@ -334,8 +338,10 @@ func (r *Result) Print(w io.Writer) {
 			if r.Opened > 0 {
 				per = fmt.Sprintf("%.2f KiB/session", p.PerSessionKiB)
 			}
-			if p.Grew {
+			if p.Grew && p.ReturnedPct >= 0 {
 				ret = fmt.Sprintf("%.0f%%", p.ReturnedPct)
+			} else if p.Grew {
+				ret = fmt.Sprintf("none (RSS grew %s more after close)", kib(p.After.RSSKiB-p.AtN.RSSKiB))
 			}
 			fmt.Fprintf(w, "; %s, %s returned", per, ret)
 		}

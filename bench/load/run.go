@@ -137,7 +137,7 @@ func Rows(results []*Result) []Row {
 			add(r, cs, "setup p99 ms", false, measured(r.Setup.Count > 0, r.Setup.P99))
 			if r.Proxy != nil && !r.Target.Direct {
 				add(r, cs, "KiB/session", false, measured(opened, r.Proxy.PerSessionKiB))
-				add(r, cs, "% returned", true, measured(r.Proxy.Grew, r.Proxy.ReturnedPct))
+				add(r, cs, "% returned", true, measured(r.Proxy.Grew, max(0, r.Proxy.ReturnedPct)))
 			}
 			cpu(r, cs)
 			for _, l := range r.Lookups {
