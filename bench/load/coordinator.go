@@ -177,8 +177,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		res.Proxy = &ProxyMem{Before: s}
 	}
+	// Token lookups matter for setups: only ramps of held sessions read them.
 	lookups := newLookupWatch(o.Target)
-	lookups.start()
+	if o.Kind == KindHold {
+		lookups.start()
+	} else {
+		lookups.admin = ""
+	}
 	gen := newGenCPU(o.ProcRoot)
 	events := make(chan workerEvent, 64)
 	handles := make([]*workerHandle, workers)
