@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +81,9 @@ func run(t *testing.T, o Options) *Result {
 	t.Helper()
 	o.Target = Target{Name: "direct", Direct: true, Pid: os.Getpid()}
 	o.Timeout = 10 * time.Second
-	o.Layout.Port = freePort(t)
+	if o.Layout.IP == "" {
+		o.Layout.Port = freePort(t)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	r, err := Run(ctx, o)
@@ -151,4 +154,14 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func portFree(host string, port int) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }

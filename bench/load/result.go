@@ -334,16 +334,16 @@ func (r *Result) Print(w io.Writer) {
 			fmt.Fprintf(w, "; %d processes, PSS %s at N", p.AtN.Processes, kib(p.AtN.PSSKiB))
 		}
 		if r.Kind == KindHold {
-			per, ret := NA, NA
+			per, ret := NA+" KiB/session", NA+" returned"
 			if r.Opened > 0 {
 				per = fmt.Sprintf("%.2f KiB/session", p.PerSessionKiB)
 			}
 			if p.Grew && p.ReturnedPct >= 0 {
-				ret = fmt.Sprintf("%.0f%%", p.ReturnedPct)
+				ret = fmt.Sprintf("%.0f%% returned", p.ReturnedPct)
 			} else if p.Grew {
-				ret = fmt.Sprintf("none (RSS grew %s more after close)", kib(p.After.RSSKiB-p.AtN.RSSKiB))
+				ret = fmt.Sprintf("none returned (RSS grew %s more after close)", kib(p.After.RSSKiB-p.AtN.RSSKiB))
 			}
-			fmt.Fprintf(w, "; %s, %s returned", per, ret)
+			fmt.Fprintf(w, "; %s, %s", per, ret)
 		}
 		fmt.Fprintln(w)
 		cpu := NA
