@@ -49,6 +49,21 @@ type Config struct {
 	Threads int
 	// StatsListen, when set, is a loopback host:port for HAProxy's own stats page.
 	StatsListen string
+	// Backlog is each listener's accept backlog (Somaxconn() for vncedge's).
+	Backlog int
+}
+
+// Somaxconn is the kernel's cap on listen backlogs, what Go's net.Listen asks for.
+func Somaxconn() int {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		return 4096
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 1 {
+		return 4096
+	}
+	return n
 }
 
 // Render writes the HAProxy configuration for c. Everything it binds is what c names (the
@@ -73,6 +88,9 @@ func Render(c Config) (string, error) {
 	b.WriteString("defaults\n")
 	b.WriteString("    mode tcp\n")
 	fmt.Fprintf(&b, "    maxconn %d\n", c.MaxConn)
+	// The listen backlog Go (and so vncedge) asks for: the kernel's somaxconn. HAProxy
+	// would pass its maxconn, and a burst of setups past it waits out SYN retries.
+	fmt.Fprintf(&b, "    backlog %d\n", max(c.Backlog, 128))
 	switch c.Splice {
 	case SpliceAuto:
 		b.WriteString("    option splice-auto\n")
@@ -221,7 +239,7 @@ func Start(vms []string, o Options) (*Relay, error) {
 		for i, a := range vms {
 			routes[i] = Route{Listen: net.JoinHostPort(hosts[i], strconv.Itoa(port)), Server: a}
 		}
-		cfg, err := Render(Config{Routes: routes, MaxConn: maxConn, Splice: splice, Threads: o.Threads})
+		cfg, err := Render(Config{Routes: routes, MaxConn: maxConn, Splice: splice, Threads: o.Threads, Backlog: Somaxconn()})
 		if err != nil {
 			return nil, err
 		}

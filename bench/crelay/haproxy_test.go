@@ -16,14 +16,14 @@ import (
 func TestRender(t *testing.T) {
 	cfg, err := Render(Config{
 		Routes:  []Route{{"127.16.0.1:16090", "127.16.0.1:5901"}, {"127.16.0.2:16090", "127.16.0.2:5901"}},
-		MaxConn: 2100, Splice: SpliceAuto, Threads: 2,
+		MaxConn: 2100, Splice: SpliceAuto, Threads: 2, Backlog: 4096,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
 		"global\n    maxconn 2100\n    nbthread 2\n",
-		"defaults\n    mode tcp\n    maxconn 2100\n    option splice-auto\n",
+		"defaults\n    mode tcp\n    maxconn 2100\n    backlog 4096\n    option splice-auto\n",
 		"timeout connect 5s",
 		"listen vm0\n    bind 127.16.0.1:16090\n    server vm 127.16.0.1:5901\n",
 		"listen vm1\n    bind 127.16.0.2:16090\n    server vm 127.16.0.2:5901\n",

@@ -208,7 +208,7 @@ func (r *Result) merge(parts []*Part) {
 		if r.Opened > 0 && !p.Opened.At.IsZero() && p.Opened.CPUSeconds >= p.Before.CPUSeconds {
 			cpu := p.Opened.CPUSeconds - p.Before.CPUSeconds
 			p.SetupCPUMicros = 1e6 * cpu / float64(r.Opened)
-			if ticks := cpu * procstat.ClockTicks; r.Target.Pid > 0 && ticks < 20 {
+			if ticks := cpu * procstat.ClockTicks; r.Kind == KindHold && r.Target.Pid > 0 && ticks < 20 {
 				r.Notes = append(r.Notes, fmt.Sprintf("proxy CPU per setup is coarse: %.0f clock ticks (10 ms each) over the ramp; open more sessions for a figure", ticks))
 			}
 		}
@@ -346,15 +346,20 @@ func (r *Result) Print(w io.Writer) {
 			fmt.Fprintf(w, "; %s, %s", per, ret)
 		}
 		fmt.Fprintln(w)
-		cpu := NA
-		if r.Opened > 0 && !p.Opened.At.IsZero() {
-			cpu = fmt.Sprintf("%.1f us", p.SetupCPUMicros)
+		var parts []string
+		if r.Kind == KindHold {
+			cpu := NA
+			if r.Opened > 0 && !p.Opened.At.IsZero() {
+				cpu = fmt.Sprintf("%.1f us", p.SetupCPUMicros)
+			}
+			parts = append(parts, cpu+" per session setup over the ramp")
 		}
-		fmt.Fprintf(w, "  proxy CPU: %s per session setup over the ramp", cpu)
 		if p.RunCPUSeconds > 0 {
-			fmt.Fprintf(w, "; %.2f s in the run phase (%.0f%% of one core)", p.RunCPUSeconds, p.RunCPUPct)
+			parts = append(parts, fmt.Sprintf("%.2f s in the run phase (%.0f%% of one core)", p.RunCPUSeconds, p.RunCPUPct))
 		}
-		fmt.Fprintln(w)
+		if len(parts) > 0 {
+			fmt.Fprintf(w, "  proxy CPU: %s\n", strings.Join(parts, "; "))
+		}
 	}
 	if r.RampSeconds > 0 {
 		fmt.Fprintf(w, "  generator CPU: %.2f s over the first %.2f s (%.0f%% of one core)\n",

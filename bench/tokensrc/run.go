@@ -35,7 +35,11 @@ func Run(ctx context.Context, ro RunOptions) ([]*load.Result, error) {
 		sources = Names()
 	}
 	dir := ro.Dir
-	if dir == "" {
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	} else {
 		d, err := os.MkdirTemp("", "bench-tokensrc-")
 		if err != nil {
 			return nil, err
