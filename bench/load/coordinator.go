@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -177,9 +178,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		res.Proxy = &ProxyMem{Before: s}
 	}
-	// Token lookups matter for setups: only ramps of held sessions read them.
+	// Token lookups matter for setups through token routing: only ramps of held sessions
+	// with a {token} URL read them.
 	lookups := newLookupWatch(o.Target)
-	if o.Kind == KindHold {
+	if o.Kind == KindHold && strings.Contains(o.Target.URL, "{token}") {
 		lookups.start()
 	} else {
 		lookups.admin = ""

@@ -33,13 +33,14 @@ func fakeAdmin(t *testing.T, withLookups bool) *httptest.Server {
 	return srv
 }
 
-// A proxy on another host is sampled through its /metrics: CPU, memory, descriptors.
+// A proxy on another host is sampled through its /metrics: CPU, memory, descriptors, and
+// the token lookups of a {token} URL (Direct ignores the URL: the sessions go to the VMs).
 func TestRemoteSampling(t *testing.T) {
 	srv := fakeAdmin(t, true)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	r, err := Run(ctx, Options{Scenario: "sessions", Kind: KindHold, Sessions: 4, Layout: Layout{Port: freePort(t)},
-		Target: Target{Name: "remote", Direct: true, AdminURL: srv.URL}, Timeout: 5 * time.Second})
+		Target: Target{Name: "remote", Direct: true, AdminURL: srv.URL, URL: "ws://127.0.0.1:1/websockify?token={token}"}, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
