@@ -31,6 +31,10 @@ func TestStartWaitStop(t *testing.T) {
 	if done, _ := p.Exited(); done {
 		t.Fatal("sleeper exited early")
 	}
+	// The listener is the test's own: wait until the child has said it started.
+	for end := time.Now().Add(5 * time.Second); !strings.Contains(p.Tail(100), "started") && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := p.Stop(5 * time.Second); err != nil {
 		t.Fatalf("clean stop: %v", err)
 	}

@@ -286,6 +286,7 @@ func PrintTable(w io.Writer, results []*Result) {
 		}
 		fmt.Fprintln(w)
 	}
+	PrintVerdicts(w, Verdicts(results))
 }
 
 // Cell is target n's figure in row r, n/a when it was not measured and "-" when the target

@@ -92,6 +92,17 @@ func Markdown(sets []*load.RunSet, charts []string) string {
 			b.WriteString("\n")
 		}
 		b.WriteString("\n")
+		if vs := load.Verdicts(s.Results); len(vs) > 0 {
+			b.WriteString("Against the targets of issue 14:\n\n| target | measured | verdict |\n|---|---|---|\n")
+			for _, v := range vs {
+				verdict := "**missed**"
+				if v.Met {
+					verdict = "met"
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s |\n", v.Goal, v.Measured, verdict)
+			}
+			b.WriteString("\n")
+		}
 		var notes []string
 		for _, r := range s.Results {
 			for _, n := range r.Notes {
