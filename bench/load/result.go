@@ -357,11 +357,14 @@ func (r *Result) Print(w io.Writer) {
 		if p.RunCPUSeconds > 0 {
 			parts = append(parts, fmt.Sprintf("%.2f s in the run phase (%.0f%% of one core)", p.RunCPUSeconds, p.RunCPUPct))
 		}
+		if r.Kind == KindChurn && r.Churned > 0 && p.RunCPUSeconds > 0 {
+			parts = append(parts, fmt.Sprintf("%.1f us per churned session (open, one update, close)", 1e6*p.RunCPUSeconds/float64(r.Churned)))
+		}
 		if len(parts) > 0 {
 			fmt.Fprintf(w, "  proxy CPU: %s\n", strings.Join(parts, "; "))
 		}
 	}
-	if r.RampSeconds > 0 {
+	if r.Kind == KindHold && r.RampSeconds > 0 {
 		fmt.Fprintf(w, "  generator CPU: %.2f s over the first %.2f s (%.0f%% of one core)\n",
 			r.GeneratorCPUSeconds, r.RampSeconds, 100*r.GeneratorCPUSeconds/r.RampSeconds)
 	}

@@ -153,6 +153,7 @@ func Rows(results []*Result) []Row {
 			if r.Proxy != nil && !r.Target.Direct {
 				add(r, cs, "fds leaked", false, float64(r.Proxy.FDsLeaked))
 				add(r, cs, "RSS growth KiB", false, float64(r.Proxy.After.RSSKiB-r.Proxy.Before.RSSKiB))
+				add(r, cs, "proxy CPU us/session", false, measured(r.Churned > 0 && r.Proxy.RunCPUSeconds > 0, 1e6*r.Proxy.RunCPUSeconds/float64(r.Churned)))
 			}
 		case KindDesktop:
 			d := r.Desktop
