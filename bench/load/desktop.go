@@ -94,6 +94,8 @@ func (w *worker) desktops(sessions []*client, part *Part) {
 			}
 			var k int
 			buf := make([]byte, 0, 64)
+			// A proxy that stops reading must end the run, not hang it.
+			_ = c.conn.SetWriteDeadline(end.Add(w.job.Timeout))
 			for {
 				due := nextFrame
 				if nextInput.Before(due) {

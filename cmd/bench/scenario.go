@@ -250,6 +250,12 @@ func runScenario(scenario string, args []string, stdout, stderr io.Writer) error
 			fs.IntVar(&traceSessions, "strace-sessions", 1000, "sessions in the traced ramp (tracing slows a proxy tenfold)")
 		}
 		build = func() error {
+			if scenario == "setup" && traceMode != "auto" && traceMode != "on" && traceMode != "off" {
+				return fmt.Errorf("--strace %q: want auto, on or off", traceMode)
+			}
+			if scenario == "setup" && traceSessions < 1 {
+				return fmt.Errorf("--strace-sessions %d: want at least 1", traceSessions)
+			}
 			counts, err := parseInts(*sessions)
 			if err != nil {
 				return err
@@ -455,9 +461,6 @@ func (c *common) startRelay(cases []scenarioCase, stderr io.Writer) error {
 // syscalls per setup to that proxy's result of the last case.
 func (c *common) traceSetups(set *load.RunSet, targets []load.Target, cases []scenarioCase, mode string, n int,
 	runOne func(load.Options, load.Target) (*load.Result, error), stdout, stderr io.Writer) error {
-	if mode != "auto" && mode != "on" {
-		return fmt.Errorf("--strace %q: want auto, on or off", mode)
-	}
 	if _, err := strace.Available(); err != nil {
 		if mode == "on" {
 			return fmt.Errorf("--strace on: %w (apt-get install strace)", err)

@@ -49,6 +49,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"throughput", "--direct", "--bytes", "lots"},
 		{"desktops", "--direct", "--kbps", "0"},
 		{"setup", "--direct", "--c-relay", "nginx"},
+		{"setup", "--direct", "--strace", "maybe"},
 		{"sessions", "--direct", "--vm-listen", "0.0.0.0:1-2"},
 		{"sessions", "--direct", "--vm-listen", "127.0.0.1:20000-20999", "--c-relay", "haproxy"},
 		{"token-sources", "--sources", "file,carrier-pigeon"},
