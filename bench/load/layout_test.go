@@ -74,6 +74,10 @@ func TestURLForTokens(t *testing.T) {
 	if err != nil || strings.Count(tok, ".") != 2 {
 		t.Fatalf("jwt %q %v", tok, err)
 	}
+	// Two sessions to one VM in the same second still get tokens of their own.
+	if other, _ := j.token(8, vm); other == tok {
+		t.Fatal("two sessions signed the same token: the proxy's cache would answer the second")
+	}
 	j.Target.Token = "carrier-pigeon"
 	if _, err := j.token(7, vm); err == nil {
 		t.Fatal("unknown token scheme accepted")

@@ -140,8 +140,13 @@ func Rows(results []*Result) []Row {
 				add(r, cs, "% returned", true, measured(r.Proxy.Grew, max(0, r.Proxy.ReturnedPct)))
 			}
 			cpu(r, cs)
+			// A proxy per source (token-sources) has one: one row, so the ratios line up.
 			for _, l := range r.Lookups {
-				add(r, cs, "lookup p99 ms ("+l.Source+")", false, l.P99Ms)
+				metric := "lookup p99 ms"
+				if len(r.Lookups) > 1 {
+					metric += " (" + l.Source + ")"
+				}
+				add(r, cs, metric, false, l.P99Ms)
 			}
 			if sc := r.Syscalls; sc != nil {
 				add(r, cs, "syscalls/setup", false, sc.PerSetup)

@@ -8,8 +8,9 @@ import (
 )
 
 // SignJWT is a signed token (HS256) naming vm with the claims vncedge's --token-jwt-key
-// reads: host, port (a number) and exp.
-func SignJWT(secret []byte, vm VMAddr, exp time.Time) (string, error) {
+// reads: host, port (a number), exp, and jti, which makes every session's token its own (the
+// same VM and second would otherwise sign the same bytes, and the proxy's cache would answer).
+func SignJWT(secret []byte, vm VMAddr, jti string, exp time.Time) (string, error) {
 	if len(secret) == 0 {
 		return "", errors.New("jwt token scheme without a secret")
 	}
@@ -17,6 +18,7 @@ func SignJWT(secret []byte, vm VMAddr, exp time.Time) (string, error) {
 		"host": vm.IP,
 		"port": vm.Port,
 		"exp":  exp.Unix(),
+		"jti":  jti,
 	})
 	return t.SignedString(secret)
 }

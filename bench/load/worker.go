@@ -108,7 +108,7 @@ func (j *Job) token(jj int, vm VMAddr) (string, error) {
 	case TokenSession:
 		return SessionToken(j.Worker, jj), nil
 	case TokenJWT:
-		return SignJWT(j.TokenSecret, vm, time.Now().Add(time.Hour))
+		return SignJWT(j.TokenSecret, vm, SessionToken(j.Worker, jj), time.Now().Add(time.Hour))
 	}
 	return "", fmt.Errorf("unknown token scheme %q", j.Target.Token)
 }
