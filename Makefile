@@ -101,7 +101,9 @@ e2e: go-deps e2e-deps
 	$(GO) test -count=1 -v -timeout 10m ./e2e
 
 # make bench: short runs of every load scenario against a freshly built
-# proxy, with --direct baselines, printing the figures and ratios.
+# proxy, beside the --direct baseline, the C-relay baseline (HAProxy in TCP
+# mode, when installed; BENCH_CRELAY=0 skips it) and websockify, printing
+# every figure and ratio; bench/run.sh full is the run BENCHMARKS.md records.
 bench: build
 	BENCH_BIN=$(BIN) bench/run.sh short
 

@@ -7,14 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
-
-	"vncedge/bench/procstat"
 )
 
 // Options describe one scenario run against one target.
@@ -47,9 +49,16 @@ type Options struct {
 	OnProgress func(phase string, p Progress)
 	// ProcRoot is where /proc is (tests); default "/proc".
 	ProcRoot string
-	// VMPort is the port every simulated VM listens on; 0 means VMPort (5901,
-	// what /vnc/{ip} reaches). Other ports need {port} in the URL template.
-	VMPort int
+	// Layout places the VMs: loopback aliases on one port (Port 0 means VMPort, 5901,
+	// what /vnc/{ip} reaches; other ports need {port} in the URL template) or one address
+	// with a port range (--vm-listen).
+	Layout Layout
+	// Desktop shapes KindDesktop runs.
+	Desktop DesktopLoad
+	// TLS configures wss:// targets.
+	TLS TLSOptions
+	// TokenSecret signs TokenJWT tokens.
+	TokenSecret []byte
 }
 
 func (o *Options) defaults() error {
@@ -74,6 +83,14 @@ func (o *Options) defaults() error {
 	if o.Kind == KindEcho && o.Rate <= 0 {
 		o.Rate = 10
 	}
+	if o.Kind == KindDesktop {
+		if _, err := o.Desktop.Width(); err != nil {
+			return err
+		}
+		if o.Duration <= 0 {
+			return errors.New("desktop: want a duration")
+		}
+	}
 	if o.ProcRoot == "" {
 		o.ProcRoot = "/proc"
 	}
@@ -87,12 +104,32 @@ func (o *Options) defaults() error {
 
 // Workers is how many workers (and VMs per worker) a run of o uses.
 func (o Options) Workers() (workers, vmsPerWorker int) {
+	perWorker, perVM := o.PerWorker, o.PerVM
+	if perWorker <= 0 {
+		perWorker = 8000
+	}
+	if perVM <= 0 {
+		perVM = 50
+	}
 	if o.Kind == KindChurn {
 		return 1, max(1, min(o.Concurrency, 64))
 	}
-	workers = (o.Sessions + o.PerWorker - 1) / o.PerWorker
+	workers = max(1, (o.Sessions+perWorker-1)/perWorker)
 	per := (o.Sessions + workers - 1) / workers
-	return workers, (per + o.PerVM - 1) / o.PerVM
+	return workers, max(1, (per+perVM-1)/perVM)
+}
+
+// VMAddrs lists the host:port of every VM a run of o starts.
+func (o Options) VMAddrs() []string {
+	workers, vms := o.Workers()
+	var out []string
+	for w := 0; w < workers; w++ {
+		for i := 0; i < vms; i++ {
+			vm := o.Layout.VM(w, i)
+			out = append(out, net.JoinHostPort(vm.IP, strconv.Itoa(vm.Port)))
+		}
+	}
+	return out
 }
 
 // workerHandle is the coordinator's side of one worker.
@@ -124,16 +161,32 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if workers > MaxWorkers {
 		return nil, fmt.Errorf("%d sessions need %d workers, over %d", o.Sessions, workers, MaxWorkers)
 	}
+	if err := o.Layout.Check(workers, vms); err != nil {
+		return nil, err
+	}
 	res := &Result{Scenario: o.Scenario, Kind: o.Kind, Target: o.Target, Sessions: o.Sessions,
 		Workers: workers, VMs: workers * vms, Bytes: o.Bytes, Rate: o.Rate, MsgSize: o.MsgSize,
 		Duration: o.Duration.Seconds()}
-	if o.Target.Pid > 0 {
-		s, err := procstat.Read(o.ProcRoot, o.Target.Pid)
+	if o.Kind == KindDesktop {
+		res.Desktop = &DesktopResult{Load: o.Desktop}
+	}
+	smp := newSampler(o.Target, o.ProcRoot)
+	if smp.enabled() {
+		s, err := smp.read()
 		if err != nil {
-			return nil, fmt.Errorf("proxy pid %d: %w", o.Target.Pid, err)
+			return nil, err
 		}
 		res.Proxy = &ProxyMem{Before: s}
 	}
+	// Token lookups matter for setups through token routing: only ramps of held sessions
+	// with a {token} URL read them.
+	lookups := newLookupWatch(o.Target)
+	if o.Kind == KindHold && strings.Contains(o.Target.URL, "{token}") {
+		lookups.start()
+	} else {
+		lookups.admin = ""
+	}
+	gen := newGenCPU(o.ProcRoot)
 	events := make(chan workerEvent, 64)
 	handles := make([]*workerHandle, workers)
 	var wg sync.WaitGroup
@@ -172,7 +225,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		left -= n
 		job := Job{Kind: o.Kind, Worker: w, Target: o.Target, Sessions: n, VMs: vms,
 			Concurrency: max(1, o.Concurrency/workers), OpenRate: o.OpenRate / float64(workers),
-			Bytes: o.Bytes, Rate: o.Rate, MsgSize: o.MsgSize, Duration: o.Duration, Timeout: o.Timeout, VMPort: o.VMPort}
+			Bytes: o.Bytes, Rate: o.Rate, MsgSize: o.MsgSize, Duration: o.Duration, Timeout: o.Timeout,
+			Layout: o.Layout, Desktop: o.Desktop, TLS: o.TLS, TokenSecret: o.TokenSecret}
 		if o.Kind == KindChurn {
 			job.Concurrency = o.Concurrency
 		}
@@ -217,6 +271,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := wait("opened"); err != nil {
 		return nil, err
 	}
+	// The ramp is over: the proxy's CPU since Before went into setting sessions up, and
+	// the workers' into opening them.
+	if res.Proxy != nil {
+		if s, err := smp.read(); err == nil {
+			res.Proxy.Opened = s
+		}
+	}
+	res.GeneratorCPUSeconds, res.RampSeconds = gen.since(handles)
+	var note string
+	if res.Lookups, note = lookups.finish(); note != "" {
+		res.Notes = append(res.Notes, note)
+	}
 	if o.Hold > 0 {
 		select {
 		case <-ctx.Done():
@@ -225,7 +291,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	if res.Proxy != nil {
-		if s, err := procstat.Read(o.ProcRoot, o.Target.Pid); err == nil {
+		if s, err := smp.read(); err == nil {
 			res.Proxy.AtN = s
 		}
 	}
@@ -236,7 +302,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	if res.Proxy != nil && o.Kind != KindHold {
-		if s, err := procstat.Read(o.ProcRoot, o.Target.Pid); err == nil {
+		if s, err := smp.read(); err == nil {
 			res.Proxy.Peak = s
 		}
 	}
@@ -250,7 +316,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if o.Settle > 0 {
 			time.Sleep(o.Settle)
 		}
-		if s, err := procstat.Read(o.ProcRoot, o.Target.Pid); err == nil {
+		if s, err := smp.read(); err == nil {
 			res.Proxy.After = s
 		}
 	}
@@ -286,6 +352,8 @@ func startWorker(job Job, command []string, events chan<- workerEvent, wg *sync.
 	}
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Stderr = os.Stderr
+	// A worker outlives nothing: if the coordinator dies, so does it (and its VMs).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("worker %d: %w", job.Worker, err)

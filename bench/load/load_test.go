@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,11 +38,11 @@ func TestExpandAndCheckTemplate(t *testing.T) {
 		if err := CheckTemplate(tc.tmpl); err != nil {
 			t.Errorf("CheckTemplate(%q): %v", tc.tmpl, err)
 		}
-		if got := (Target{URL: tc.tmpl}).URLFor(vm); got != tc.want {
+		if got := (Target{URL: tc.tmpl}).URLFor(vm, ""); got != tc.want {
 			t.Errorf("URLFor(%q) = %q, want %q", tc.tmpl, got, tc.want)
 		}
 	}
-	if got := (Target{Direct: true}).URLFor(vm); got != "ws://127.18.1.2:5901/" {
+	if got := (Target{Direct: true}).URLFor(vm, ""); got != "ws://127.18.1.2:5901/" {
 		t.Errorf("direct URL %q", got)
 	}
 	for _, bad := range []string{"http://x/{ip}", "ws://127.0.0.1:6080/vnc/fixed", "ws://x/{ip}/{nope}"} {
@@ -63,7 +64,7 @@ func TestClientAddrSpread(t *testing.T) {
 
 func TestWriteTokenFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens")
-	if err := WriteTokenFile(path, 2, 3, 0); err != nil {
+	if err := WriteTokenFile(path, 2, 3, Layout{}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
@@ -80,7 +81,9 @@ func run(t *testing.T, o Options) *Result {
 	t.Helper()
 	o.Target = Target{Name: "direct", Direct: true, Pid: os.Getpid()}
 	o.Timeout = 10 * time.Second
-	o.VMPort = freePort(t)
+	if o.Layout.IP == "" {
+		o.Layout.Port = freePort(t)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	r, err := Run(ctx, o)
@@ -151,4 +154,14 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func portFree(host string, port int) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }

@@ -3,12 +3,16 @@ package load
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +35,11 @@ const (
 	KindUp    Kind = "up"    // browser -> VM: clients send Bytes per session
 	KindEcho  Kind = "echo"  // small messages at Rate per session, echoed; round trips
 	KindChurn Kind = "churn" // Concurrency loops open and close sessions for Duration
+	// KindDesktop is noVNC's pattern: each session asks for incremental updates at FPS
+	// (the VMs answer with KBps worth of pixels) and sends InputRate key and pointer
+	// events per second, each followed by a one-pixel update request whose answer times
+	// the input's round trip.
+	KindDesktop Kind = "desktop"
 )
 
 // Job is one worker's share of a scenario run.
@@ -50,18 +59,58 @@ type Job struct {
 	Duration time.Duration `json:"duration,omitempty"`
 	// Timeout bounds one session's upgrade plus RFB handshake.
 	Timeout time.Duration `json:"timeout"`
-	// VMPort is the port of every VM; 0 means VMPort (5901). Tests pick a free
-	// one so concurrent runs on one machine do not collide.
-	VMPort int `json:"vm_port,omitempty"`
+	// Layout places the VMs (tests pick a free port so concurrent runs do not collide).
+	Layout Layout `json:"layout"`
+	// Desktop shapes KindDesktop sessions.
+	Desktop DesktopLoad `json:"desktop,omitempty"`
+	// TLS configures wss:// targets.
+	TLS TLSOptions `json:"tls,omitempty"`
+	// TokenSecret signs TokenJWT tokens (HS256). It travels only to worker processes,
+	// never into results (Target is what results keep).
+	TokenSecret []byte `json:"token_secret,omitempty"`
+}
+
+// TLSOptions are the client side of wss:// targets.
+type TLSOptions struct {
+	// Insecure accepts any certificate (a self-signed test proxy).
+	Insecure bool `json:"insecure,omitempty"`
+	// CAFile is a PEM bundle to trust instead of the system roots.
+	CAFile string `json:"ca_file,omitempty"`
+	// ServerName overrides the name checked against the certificate (and sent as SNI).
+	ServerName string `json:"server_name,omitempty"`
+}
+
+// Config builds the crypto/tls client configuration.
+func (o TLSOptions) Config() (*tls.Config, error) {
+	cfg := &tls.Config{InsecureSkipVerify: o.Insecure, ServerName: o.ServerName, MinVersion: tls.VersionTLS12}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca %s: no PEM certificate in it", o.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
 }
 
 // vm is the address of this job's VM i.
-func (j *Job) vm(i int) VMAddr {
-	vm := VMFor(j.Worker, i)
-	if j.VMPort != 0 {
-		vm.Port = j.VMPort
+func (j *Job) vm(i int) VMAddr { return j.Layout.VM(j.Worker, i) }
+
+// token is what session j's URL carries as {token} ("" for the VM's own).
+func (j *Job) token(jj int, vm VMAddr) (string, error) {
+	switch j.Target.Token {
+	case "":
+		return "", nil
+	case TokenSession:
+		return SessionToken(j.Worker, jj), nil
+	case TokenJWT:
+		return SignJWT(j.TokenSecret, vm, SessionToken(j.Worker, jj), time.Now().Add(time.Hour))
 	}
-	return vm
+	return "", fmt.Errorf("unknown token scheme %q", j.Target.Token)
 }
 
 // Part is one worker's figures.
@@ -84,6 +133,12 @@ type Part struct {
 	Churned    int64                  `json:"churned"`
 	VMSessions int64                  `json:"vm_sessions"` // sessions the VMs saw complete the handshake
 	Corrupt    int64                  `json:"corrupt"`     // sessions whose bytes differed from the pattern
+	// Desktop sessions: each one's update bytes per second over the run, updates received,
+	// input events sent and the ones the VMs never saw.
+	SessionRates []float64 `json:"session_rates,omitempty"`
+	Frames       int64     `json:"frames,omitempty"`
+	InputSent    int64     `json:"input_sent,omitempty"`
+	InputLost    int64     `json:"input_lost,omitempty"`
 }
 
 // Progress is a worker's running count, sent while it works.
@@ -115,6 +170,7 @@ type Control interface {
 type worker struct {
 	job     Job
 	ctl     Control
+	tls     *tls.Config
 	fleet   []*vncsim.Server
 	setup   *Recorder
 	rtt     *Recorder
@@ -144,6 +200,13 @@ func RunWorker(job Job, ctl Control) error {
 }
 
 func (w *worker) run() error {
+	if strings.HasPrefix(w.job.Target.URL, "wss://") && !w.job.Target.Direct {
+		cfg, err := w.job.TLS.Config()
+		if err != nil {
+			return err
+		}
+		w.tls = cfg
+	}
 	if err := w.startFleet(); err != nil {
 		return err
 	}
@@ -178,6 +241,8 @@ func (w *worker) run() error {
 		w.echo(sessions)
 	case KindChurn:
 		w.churn()
+	case KindDesktop:
+		w.desktops(sessions, part)
 	}
 	part.Seconds = time.Since(t0).Seconds()
 	w.fill(part)
@@ -204,7 +269,7 @@ func (w *worker) fill(p *Part) {
 	p.Messages, p.Sent, p.Churned = w.msgs.Load(), w.sent.Load(), w.churned.Load()
 	p.Errors, p.Corrupt = w.errs.Load(), w.corrupt.Load()
 	p.Setup = w.setup.Snapshot()
-	if w.job.Kind == KindEcho {
+	if w.job.Kind == KindEcho || w.job.Kind == KindDesktop {
 		p.RTT = w.rtt.Snapshot()
 	}
 	w.mu.Lock()
@@ -247,7 +312,10 @@ func (w *worker) startFleet() error {
 	if w.job.VMs < 1 || w.job.VMs > maxVMsPerWorker {
 		return fmt.Errorf("worker %d: %d VMs outside 1..%d", w.job.Worker, w.job.VMs, maxVMsPerWorker)
 	}
-	cfg := vncsim.Config{WebSocket: w.job.Target.Direct, Width: 1024, Height: 768}
+	if err := w.job.Layout.Check(w.job.Worker+1, w.job.VMs); err != nil {
+		return fmt.Errorf("worker %d: %w", w.job.Worker, err)
+	}
+	cfg := vncsim.Config{WebSocket: w.job.Target.VMWebSocket(), Width: 1024, Height: 768}
 	switch w.job.Kind {
 	case KindHold, KindChurn:
 		cfg.Mode = vncsim.ModeDesktop
@@ -257,6 +325,14 @@ func (w *worker) startFleet() error {
 		cfg.Mode = vncsim.ModeSink
 	case KindEcho:
 		cfg.Mode = vncsim.ModeEcho
+	case KindDesktop:
+		width, err := w.job.Desktop.Width()
+		if err != nil {
+			return err
+		}
+		// The clients pace their requests as noVNC would be paced by a desktop's changes,
+		// so the VM answers at once: its own pacing would also hold back the input probes.
+		cfg.Mode, cfg.Width, cfg.FrameInterval = vncsim.ModeDesktop, width, -1
 	default:
 		return fmt.Errorf("worker %d: unknown kind %q", w.job.Worker, w.job.Kind)
 	}
@@ -331,8 +407,15 @@ func (c *client) close() {
 // openCounted opens session j and records the outcome: the setup time and
 // an open count, or a failure with its error.
 func (w *worker) openCounted(j int) (*client, bool) {
+	vm := w.job.vm(j % w.job.VMs)
+	token, err := w.job.token(j, vm)
+	if err != nil {
+		w.failed.Add(1)
+		w.noteErr(err)
+		return nil, false
+	}
 	t := time.Now()
-	c, err := w.open(j)
+	c, err := w.open(j, vm, token)
 	if err != nil {
 		w.failed.Add(1)
 		w.noteErr(err)
@@ -343,25 +426,35 @@ func (w *worker) openCounted(j int) (*client, bool) {
 	return c, true
 }
 
-// open dials vm on the job's target from the worker's j-th source address and completes
-// the WebSocket upgrade and the RFB handshake.
-func (w *worker) open(j int) (*client, error) {
-	vm := w.job.vm(j % w.job.VMs)
+// open dials vm on the job's target and completes the WebSocket upgrade and the RFB
+// handshake. On loopback the session comes from the worker's j-th source address (one
+// address pair has only ~28,000 ephemeral ports); elsewhere the kernel picks.
+func (w *worker) open(j int, vm VMAddr, token string) (*client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.job.Timeout)
 	defer cancel()
-	nd := net.Dialer{LocalAddr: ClientAddr(w.job.Worker, j)}
+	var nd net.Dialer
 	d := ws.Dialer{
 		Protocols: []string{"binary"},
 		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() && ip.To4() != nil {
+					nd.LocalAddr = ClientAddr(w.job.Worker, j)
+				}
+			}
 			return nd.DialContext(ctx, network, addr)
 		},
+		TLSConfig: w.tls,
 	}
-	conn, br, _, err := d.Dial(ctx, w.job.Target.URLFor(vm))
+	conn, br, _, err := d.Dial(ctx, w.job.Target.URLFor(vm, token))
 	if err != nil {
 		return nil, err
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
+	} else if tc, ok := conn.(*tls.Conn); ok {
+		if raw, ok := tc.NetConn().(*net.TCPConn); ok {
+			_ = raw.SetNoDelay(true)
+		}
 	}
 	var r io.Reader = conn
 	if br != nil {

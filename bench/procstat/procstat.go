@@ -7,10 +7,12 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Sample is one reading of a process tree.
@@ -22,11 +24,21 @@ type Sample struct {
 	PSSKiB  int64 `json:"pss_kib,omitempty"`
 	FDs     int   `json:"fds"`      // entries of /proc/PID/fd summed over the tree
 	FDLimit int64 `json:"fd_limit"` // the root process's soft "Max open files"
+	// CPUSeconds is user plus system time summed over the tree since each process started:
+	// the difference of two samples is the CPU the tree spent between them (a child that
+	// exited in between takes its share with it).
+	CPUSeconds float64 `json:"cpu_s"`
+	// At is when the sample was taken.
+	At time.Time `json:"at"`
 }
+
+// ClockTicks is USER_HZ, the unit of the times in /proc/PID/stat. Linux fixes it at 100
+// for user space whatever the kernel's own HZ, and Go has no sysconf without cgo.
+const ClockTicks = 100
 
 // Read samples pid and its descendants under the /proc mounted at root ("/proc").
 func Read(root string, pid int) (Sample, error) {
-	var s Sample
+	s := Sample{At: time.Now()}
 	pids, err := tree(root, pid)
 	if err != nil {
 		return s, err
@@ -41,6 +53,11 @@ func Read(root string, pid int) (Sample, error) {
 		}
 		s.Processes++
 		s.RSSKiB += rss
+		if b, err := os.ReadFile(filepath.Join(root, strconv.Itoa(p), "stat")); err == nil {
+			if ticks, ok := ParseCPUTicks(b); ok {
+				s.CPUSeconds += float64(ticks) / ClockTicks
+			}
+		}
 		if b, err := os.ReadFile(filepath.Join(root, strconv.Itoa(p), "smaps_rollup")); err == nil {
 			if pss, err := ParsePss(b); err == nil {
 				s.PSSKiB += pss
@@ -165,4 +182,44 @@ func ParsePPid(stat []byte) (int, bool) {
 	}
 	pp, err := strconv.Atoi(f[1])
 	return pp, err == nil
+}
+
+// ParseCPUTicks extracts utime+stime (fields 14 and 15, in ClockTicks) from /proc/PID/stat,
+// counting fields after the last ')' as ParsePPid does.
+func ParseCPUTicks(stat []byte) (int64, bool) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil || ut < 0 || st < 0 || ut > math.MaxInt64-st {
+		return 0, false
+	}
+	return ut + st, true
+}
+
+// ReadOne samples pid alone, without its descendants (a generator whose children include
+// the proxies it started).
+func ReadOne(root string, pid int) (Sample, error) {
+	s := Sample{At: time.Now(), Processes: 1}
+	rss, err := vmRSS(filepath.Join(root, strconv.Itoa(pid), "status"))
+	if err != nil {
+		return s, err
+	}
+	s.RSSKiB = rss
+	if b, err := os.ReadFile(filepath.Join(root, strconv.Itoa(pid), "stat")); err == nil {
+		if ticks, ok := ParseCPUTicks(b); ok {
+			s.CPUSeconds = float64(ticks) / ClockTicks
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(root, strconv.Itoa(pid), "fd")); err == nil {
+		s.FDs = len(ents)
+	}
+	s.FDLimit, _ = fdLimit(filepath.Join(root, strconv.Itoa(pid), "limits"))
+	return s, nil
 }

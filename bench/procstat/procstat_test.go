@@ -24,6 +24,15 @@ func TestParsers(t *testing.T) {
 	if err != nil || pss != 420 {
 		t.Fatalf("ParsePss = %d, %v", pss, err)
 	}
+	ticks, ok := ParseCPUTicks([]byte("11062 (c) a) R 11058 11058 8239 0 -1 4194304 102 0 0 0 150 25 7 9 20 0 1 0"))
+	if !ok || ticks != 175 {
+		t.Fatalf("ParseCPUTicks = %d, %v; want 175 (utime 150 + stime 25, children not counted)", ticks, ok)
+	}
+	for _, bad := range []string{"1 (x) R 1 2 3", "1 (x) R 1 1 1 0 -1 0 0 0 0 0 -5 2 0 0", "no paren 1 2 3 4 5 6 7 8 9 10 11 12 13"} {
+		if _, ok := ParseCPUTicks([]byte(bad)); ok {
+			t.Errorf("ParseCPUTicks(%q) accepted", bad)
+		}
+	}
 	pp, ok := ParsePPid([]byte("42 (we ird) name)) S 7 42 42 0 -1"))
 	if !ok || pp != 7 {
 		t.Fatalf("ParsePPid = %d, %v", pp, ok)
@@ -35,7 +44,14 @@ func TestReadSelfAndChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if self.RSSKiB <= 0 || self.FDs <= 0 || self.Processes < 1 || self.FDLimit == 0 {
+	// Burn a little CPU so the tick counter moves past zero.
+	for end := time.Now().Add(30 * time.Millisecond); time.Now().Before(end); {
+	}
+	self, err = Read("/proc", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.RSSKiB <= 0 || self.FDs <= 0 || self.Processes < 1 || self.FDLimit == 0 || self.CPUSeconds <= 0 {
 		t.Fatalf("self: %+v", self)
 	}
 	cmd := exec.Command("sleep", "30")
@@ -72,6 +88,9 @@ func FuzzParsers(f *testing.F) {
 			t.Fatalf("negative VmRSS %d", v)
 		}
 		_, _ = ParsePss(b)
+		if v, ok := ParseCPUTicks(b); ok && v < 0 {
+			t.Fatalf("negative CPU ticks %d", v)
+		}
 		_, _ = ParseFDLimit(b)
 		if pp, ok := ParsePPid(b); ok && !bytes.Contains(b, []byte(")")) {
 			t.Fatalf("ppid %d from text without ')'", pp)

@@ -5,7 +5,6 @@ package report
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -68,38 +67,42 @@ func Markdown(sets []*load.RunSet, charts []string) string {
 		fmt.Fprintf(&b, "## %s\n\n", s.Scenario)
 		fmt.Fprintf(&b, "Command: `%s` (started %s, load %.1f on %d CPUs)\n\n", strings.Join(s.Command, " "),
 			s.Started.Format("2006-01-02 15:04 MST"), s.Machine.Load, s.Machine.CPUs)
+		b.WriteString("Ratio columns a/b are a's figure over b's; the better column says whether higher or lower figures (and ratios) are better. n/a: not measured (nothing opened, nothing streamed).\n\n")
 		if s.Machine.Busy() {
 			b.WriteString("**The machine was busy when this ran (load above its CPU count): the figures are noisy.**\n\n")
 		}
 		names := load.Targets(s.Results)
-		pairs := load.RatioPairs(names)
-		b.WriteString("| case | metric |")
+		pairs := load.RatioPairs(s.Results)
+		b.WriteString("| case | metric | better |")
 		for _, n := range names {
 			fmt.Fprintf(&b, " %s |", n)
 		}
 		for _, p := range pairs {
 			fmt.Fprintf(&b, " %s/%s |", p[0], p[1])
 		}
-		b.WriteString("\n|---|---|" + strings.Repeat("---:|", len(names)+len(pairs)) + "\n")
+		b.WriteString("\n|---|---|---|" + strings.Repeat("---:|", len(names)+len(pairs)) + "\n")
 		for _, r := range load.Rows(s.Results) {
-			fmt.Fprintf(&b, "| %s | %s |", r.Case, r.Metric)
+			fmt.Fprintf(&b, "| %s | %s | %s |", r.Case, r.Metric, r.Better())
 			for _, n := range names {
-				if v, ok := r.Values[n]; ok {
-					fmt.Fprintf(&b, " %s |", load.Num(v))
-				} else {
-					b.WriteString(" - |")
-				}
+				fmt.Fprintf(&b, " %s |", load.Cell(r, n))
 			}
 			for _, p := range pairs {
-				if q := load.Ratio(r.Values, p[0], p[1]); !math.IsNaN(q) {
-					fmt.Fprintf(&b, " %.2fx |", q)
-				} else {
-					b.WriteString(" - |")
-				}
+				fmt.Fprintf(&b, " %s |", load.RatioCell(r, p))
 			}
 			b.WriteString("\n")
 		}
 		b.WriteString("\n")
+		if vs := load.Verdicts(s.Results); len(vs) > 0 {
+			b.WriteString("Against the targets of issue 14:\n\n| target | measured | verdict |\n|---|---|---|\n")
+			for _, v := range vs {
+				verdict := "**missed**"
+				if v.Met {
+					verdict = "met"
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s |\n", v.Goal, v.Measured, verdict)
+			}
+			b.WriteString("\n")
+		}
 		var notes []string
 		for _, r := range s.Results {
 			for _, n := range r.Notes {

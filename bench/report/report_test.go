@@ -82,9 +82,9 @@ func TestWrite(t *testing.T) {
 	}
 	for _, want := range []string{
 		"![Throughput (MB/s, higher is better)](throughput.svg)",
-		"| throughput VM->browser, 1 session(s) | MB/s | 2000 | 1300 | 1000 | 0.65x | 0.50x | 1.30x |",
+		"| throughput VM->browser, 1 session(s) | MB/s | higher | 2000 | 1300 | 1000 | 0.65x | 0.50x | 1.30x |",
 		"vncedge/web<sockify>",
-		"| sessions, 1000 | KiB/session | 3.10 |",
+		"| sessions, 1000 | KiB/session | lower | 3.10 |",
 		"echo [vncedge] x10: 2 x timeout",
 	} {
 		if !strings.Contains(string(md), want) {

@@ -54,7 +54,7 @@ func TestSessionsWithWorkerProcessesAndReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(md), "| sessions, 40 | opened | 40 |") {
+	if !strings.Contains(string(md), "| sessions, 40 | opened | higher | 40 |") {
 		t.Fatalf("report.md:\n%s", md)
 	}
 }

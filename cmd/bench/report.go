@@ -59,17 +59,34 @@ func runTokens(args []string, stderr io.Writer) error {
 	perWorker := fs.Int("per-worker", 8000, "as given to the scenarios")
 	perVM := fs.Int("per-vm", 50, "as given to the scenarios")
 	vmPort := fs.Int("vm-port", load.VMPort, "as given to the scenarios")
+	vmListen := fs.String("vm-listen", "", "as given to the scenarios (`IP:FIRST-LAST`)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return nil
 		}
-		return err
+		return errUsage{err}
 	}
 	if *file == "" {
-		return fmt.Errorf("--file is required")
+		return errUsage{fmt.Errorf("--file is required")}
+	}
+	layout := load.Layout{Port: *vmPort}
+	if *vmListen != "" {
+		l, err := load.ParseVMListen(*vmListen, (*perWorker+*perVM-1)/max(1, *perVM))
+		if err != nil {
+			return errUsage{err}
+		}
+		layout = l
 	}
 	o := load.Options{Kind: load.KindHold, Sessions: *sessions, PerWorker: *perWorker, PerVM: *perVM}
 	w, v := o.Workers()
 	// Churn uses up to 64 VMs on worker 0 whatever the session count.
-	return load.WriteTokenFile(*file, w, max(v, 64), *vmPort)
+	v = max(v, 64)
+	if layout.IP != "" {
+		// Only the ports the range holds: the scenarios check their own fleet against it.
+		v = min(v, layout.Stride)
+		if err := layout.Check(w, v); err != nil {
+			return errUsage{err}
+		}
+	}
+	return load.WriteTokenFile(*file, w, v, layout)
 }
