@@ -49,6 +49,10 @@ type options struct {
 	tokenSingleUse      bool
 	allowUnix           []string
 
+	// TLS (--tls-cert and --tls-key pair up by order into engine.TLS.Certs).
+	tlsCerts, tlsKeys []string
+	tlsMinVersion     string
+
 	configFile string
 	logLevel   slog.Level
 	logFormat  string
@@ -58,11 +62,12 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		engine:     engine.DefaultConfig(),
-		tokenPath:  "/websockify",
-		tokenWatch: 2 * time.Second,
-		logLevel:   slog.LevelInfo,
-		logFormat:  "text",
+		engine:        engine.DefaultConfig(),
+		tokenPath:     "/websockify",
+		tokenWatch:    2 * time.Second,
+		tlsMinVersion: "1.2",
+		logLevel:      slog.LevelInfo,
+		logFormat:     "text",
 
 		tokenTimeout:      2 * time.Second,
 		tokenCacheTTL:     2 * time.Second,
@@ -180,6 +185,16 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(countValue{&e.MaxHandshakes}, "max-handshakes", "")
 	fs.Var(countValue{&e.MaxHandshakesPerIP}, "max-handshakes-per-ip", "")
 	fs.Var(sizeValue[int64]{&e.MemoryBudget}, "memory-budget", "")
+
+	fs.StringVar(&e.TLSListen, "tls-listen", e.TLSListen, "")
+	fs.Var(&listValue{p: &o.tlsCerts}, "tls-cert", "")
+	fs.Var(&listValue{p: &o.tlsKeys}, "tls-key", "")
+	fs.StringVar(&e.TLS.ClientCA, "tls-client-ca", e.TLS.ClientCA, "")
+	fs.Var(&listValue{p: &e.TLS.ClientCNs}, "tls-client-cn", "")
+	fs.Var(choiceValue{&o.tlsMinVersion, []string{"1.2", "1.3"}}, "tls-min-version", "")
+	fs.Var(countValue{&e.TLS.HandshakeWorkers}, "tls-handshake-workers", "")
+	fs.StringVar(&e.TLS.UpstreamCA, "upstream-ca", e.TLS.UpstreamCA, "")
+	fs.BoolVar(&e.TLS.UpstreamInsecureSkipVerify, "upstream-tls-insecure-skip-verify", e.TLS.UpstreamInsecureSkipVerify, "")
 
 	fs.BoolVar(&e.RFBErrors, "rfb-errors", e.RFBErrors, "")
 	fs.StringVar(&e.VNCPasswordFile, "vnc-password-file", e.VNCPasswordFile, "")

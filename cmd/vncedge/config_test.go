@@ -100,6 +100,15 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--rfb-errors=false"}, func(o options) bool { return !o.engine.RFBErrors }},
 		{[]string{"--vnc-password-file", "/etc/vncedge/vnc.pw"}, func(o options) bool { return o.engine.VNCPasswordFile == "/etc/vncedge/vnc.pw" }},
 		{[]string{"--view-only"}, func(o options) bool { return o.engine.ViewOnly }},
+		{[]string{"--tls-listen", ":6443"}, func(o options) bool { return o.engine.TLSListen == ":6443" }},
+		{[]string{"--tls-cert", "a.pem", "--tls-cert", "b.pem"}, func(o options) bool { return len(o.tlsCerts) == 2 }},
+		{[]string{"--tls-key", "a.key"}, func(o options) bool { return len(o.tlsKeys) == 1 }},
+		{[]string{"--tls-client-ca", "ca.pem"}, func(o options) bool { return o.engine.TLS.ClientCA == "ca.pem" }},
+		{[]string{"--tls-client-cn", "ops-*"}, func(o options) bool { return o.engine.TLS.ClientCNs[0] == "ops-*" }},
+		{[]string{"--tls-min-version", "1.3"}, func(o options) bool { return o.tlsMinVersion == "1.3" }},
+		{[]string{"--tls-handshake-workers", "8"}, func(o options) bool { return o.engine.TLS.HandshakeWorkers == 8 }},
+		{[]string{"--upstream-ca", "vms.pem"}, func(o options) bool { return o.engine.TLS.UpstreamCA == "vms.pem" }},
+		{[]string{"--upstream-tls-insecure-skip-verify"}, func(o options) bool { return o.engine.TLS.UpstreamInsecureSkipVerify }},
 		{[]string{"--log-level", "debug"}, func(o options) bool { return o.logLevel == slog.LevelDebug }},
 		{[]string{"--log-level", "WARN"}, func(o options) bool { return o.logLevel == slog.LevelWarn }},
 		{[]string{"--log-format", "json"}, func(o options) bool { return o.logFormat == "json" }},
@@ -299,6 +308,15 @@ max-handshakes: 2000
 max-handshakes-per-ip: 16
 memory-budget: 1G
 rfb-errors: false
+tls-listen: 127.0.0.1:7443
+tls-cert: [/etc/vncedge/a.pem, /etc/vncedge/b.pem]
+tls-key: [/etc/vncedge/a.key, /etc/vncedge/b.key]
+tls-client-ca: /etc/vncedge/clients.pem
+tls-client-cn: ["ops-*"]
+tls-min-version: "1.3"
+tls-handshake-workers: 64
+upstream-ca: /etc/vncedge/vms.pem
+upstream-tls-insecure-skip-verify: true
 vnc-password-file: /etc/vncedge/vnc.pw
 view-only: true
 log-level: debug
@@ -333,6 +351,10 @@ func TestParseConfigFile(t *testing.T) {
 	e.MaxSessionsPerIP, e.UpgradeRate, e.UpgradeBurst, e.MaxHandshakes, e.MaxHandshakesPerIP = 8, 2, 10, 2000, 16
 	e.MemoryBudget = 1 << 30
 	e.RFBErrors, e.VNCPasswordFile, e.ViewOnly = false, "/etc/vncedge/vnc.pw", true
+	e.TLSListen, e.TLS.ClientCA, e.TLS.ClientCNs = "127.0.0.1:7443", "/etc/vncedge/clients.pem", []string{"ops-*"}
+	e.TLS.HandshakeWorkers, e.TLS.UpstreamCA, e.TLS.UpstreamInsecureSkipVerify = 64, "/etc/vncedge/vms.pem", true
+	want.tlsCerts, want.tlsKeys = []string{"/etc/vncedge/a.pem", "/etc/vncedge/b.pem"}, []string{"/etc/vncedge/a.key", "/etc/vncedge/b.key"}
+	want.tlsMinVersion = "1.3"
 	want.logLevel, want.logFormat = slog.LevelDebug, "json"
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("config file:\n got %+v\nwant %+v", o, want)
@@ -590,4 +612,23 @@ func FuzzParseConfigFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestTLSPairs(t *testing.T) {
+	o := defaultOptions()
+	o.engine.TLSListen = ":6443"
+	o.tlsCerts, o.tlsKeys = []string{"a.pem", "b.pem"}, []string{"a.key"}
+	cfg := o.engine
+	if err := tlsPairs(&cfg, o); err == nil || !strings.Contains(err.Error(), "--tls-cert given 2 times and --tls-key 1") {
+		t.Fatalf("unpaired certificates: %v", err)
+	}
+	o.tlsKeys = []string{"a.key", "b.key"}
+	if err := tlsPairs(&cfg, o); err != nil || len(cfg.TLS.Certs) != 2 || cfg.TLS.Certs[1].Key != "b.key" {
+		t.Fatalf("pairs: %v %+v", err, cfg.TLS.Certs)
+	}
+	o.engine.TLSListen = ""
+	cfg = o.engine
+	if err := tlsPairs(&cfg, o); err == nil {
+		t.Fatal("certificates without --tls-listen accepted")
+	}
 }

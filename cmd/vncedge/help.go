@@ -212,6 +212,35 @@ Limits:
 		"it the biggest queues are closed first (1008).")
 
 	w(`
+TLS (wss:// and https:// terminated by vncedge, on its event loops):
+`)
+	opt("--tls-listen ADDR", str(e.TLSListen),
+		"Serve TLS here, beside --listen (either may be off: --listen \"\").",
+		"The handshake runs on bounded workers once the ClientHello is complete;",
+		"--handshake-timeout covers it. Plain HTTP sent here gets a 400.")
+	opt("--tls-cert FILE", "none",
+		"Repeatable. A PEM certificate with its chain; pairs with the --tls-key",
+		"of the same position. The certificate is chosen by SNI (exact names",
+		"before wildcards); the first pair answers clients naming no match.",
+		"Reloaded on SIGHUP and when the files change; a bad file keeps the old.")
+	opt("--tls-key FILE", "none", "Repeatable. The PEM private key of the --tls-cert in the same position.")
+	opt("--tls-client-ca FILE", str(e.TLS.ClientCA),
+		"Require browser client certificates signed by this CA (PEM); the",
+		"subject goes into the session log.")
+	opt("--tls-client-cn PATTERN", "any",
+		"Repeatable. Only client certificates whose CN matches (exact, or *",
+		"for any run of characters), like websockify's ClientCertCNAuth.")
+	opt("--tls-min-version V", d.tlsMinVersion, "1.2 or 1.3. Cipher suites are Go's defaults; ALPN http/1.1.")
+	opt("--tls-handshake-workers N", num(e.TLS.HandshakeWorkers),
+		"TLS handshakes at once (a worker waits on its client's round trips).")
+	opt("--upstream-ca FILE", str(e.TLS.UpstreamCA),
+		"Roots for TLS to VNC servers (grants with the tls option); the system's",
+		"when unset.")
+	opt("--upstream-tls-insecure-skip-verify", strconv.FormatBool(e.TLS.UpstreamInsecureSkipVerify),
+		"Do not check VNC servers' certificates (websockify's --ssl-target never",
+		"does): for migrating only, the connection is then open to anyone on path.")
+
+	w(`
 RFB (the proxy speaks VNC where a session needs it):
 `)
 	opt("--rfb-errors", strconv.FormatBool(e.RFBErrors),

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"vncedge/engine"
+	"vncedge/engine/tlsio"
 	"vncedge/routing"
 )
 
@@ -297,6 +299,9 @@ func buildConfig(opts options, logger *slog.Logger) (engine.Config, builtSources
 	cfg.Logger = logger
 	cfg.Build = buildInfo()
 	var built builtSources
+	if err := tlsPairs(&cfg, opts); err != nil {
+		return cfg, built, err
+	}
 	if err := checkSourceFlags(opts); err != nil {
 		return cfg, built, err
 	}
@@ -462,4 +467,25 @@ func versionString() string {
 		c = "unknown"
 	}
 	return fmt.Sprintf("vncedge %s (commit %s, %s)", v, c, runtime.Version())
+}
+
+// tlsPairs pairs --tls-cert and --tls-key by order: the first certificate
+// with the first key, and so on; the first pair is the default when no SNI
+// name matches.
+func tlsPairs(cfg *engine.Config, opts options) error {
+	if len(opts.tlsCerts) != len(opts.tlsKeys) {
+		return fmt.Errorf("--tls-cert given %d times and --tls-key %d times: each certificate needs its key, in the same order",
+			len(opts.tlsCerts), len(opts.tlsKeys))
+	}
+	cfg.TLS.Certs = nil
+	for i := range opts.tlsCerts {
+		cfg.TLS.Certs = append(cfg.TLS.Certs, tlsio.CertPair{Cert: opts.tlsCerts[i], Key: opts.tlsKeys[i]})
+	}
+	if opts.tlsMinVersion == "1.3" {
+		cfg.TLS.MinVersion = tls.VersionTLS13
+	}
+	if len(cfg.TLS.Certs) > 0 && cfg.TLSListen == "" {
+		return errors.New("--tls-cert without --tls-listen: say where to serve TLS (e.g. --tls-listen 0.0.0.0:6443)")
+	}
+	return nil
 }
