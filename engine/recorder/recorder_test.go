@@ -2,8 +2,8 @@ package recorder
 
 import (
 	"bufio"
-	"context"
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
