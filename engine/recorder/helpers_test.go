@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -91,7 +92,10 @@ func newRecorder(t *testing.T, cfg Config) *Recorder {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := r.Shutdown(t.Context()); err != nil {
+		// Not t.Context(): it is cancelled before cleanups run.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := r.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
 	})

@@ -234,8 +234,9 @@ func (r *Recorder) QueuedBytes() int64 { return r.queued.Load() }
 
 // Shutdown refuses new recordings and waits until every live one has been ended (End) and
 // written. When ctx ends first, the recordings still live are ended with the reason "vncedge
-// shutting down" (what is queued is still written) and Shutdown returns an error naming how
-// many were left; a writer blocked on a stalled disk cannot be interrupted.
+// shutting down" (their writers still write what is queued, and Done tells when) and Shutdown
+// returns an error saying how many there were: a writer blocked on a stalled disk cannot be
+// interrupted, and a process that exits then leaves files that end at a whole block.
 func (r *Recorder) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
 	r.closed = true
@@ -253,18 +254,13 @@ func (r *Recorder) Shutdown(ctx context.Context) error {
 		left = append(left, rec)
 	}
 	r.mu.Unlock()
+	if len(left) == 0 {
+		return nil
+	}
 	for _, rec := range left {
 		rec.abort("vncedge shutting down")
 	}
-	select {
-	case <-done:
-		return nil
-	case <-time.After(100 * time.Millisecond):
-		r.mu.Lock()
-		n := len(r.live)
-		r.mu.Unlock()
-		return fmt.Errorf("recorder: %d recordings still writing at shutdown: %w", n, ctx.Err())
-	}
+	return fmt.Errorf("recorder: %d recordings still writing at shutdown were ended: %w", len(left), ctx.Err())
 }
 
 // acquire waits for a file system call slot; the writer holds it for one call.

@@ -411,14 +411,17 @@ func TestShutdown(t *testing.T) {
 	b, _ := r.Start(Session{ID: "b", Target: "vm", Input: true})
 	a.FromVM(serverSI.Append(nil), time.Now())
 	a.End("done", time.Now())
+	waitDone(t, a)
 	b.FromVM(serverSI.Append(nil), time.Now())
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	if err := r.Shutdown(ctx); err != nil {
-		t.Fatal(err)
+	if err := r.Shutdown(ctx); err == nil || !strings.Contains(err.Error(), "1 recordings") {
+		t.Fatalf("Shutdown with a live recording: %v", err)
 	}
-	waitDone(t, a)
 	waitDone(t, b)
+	if err := r.Shutdown(t.Context()); err != nil {
+		t.Fatalf("Shutdown once all are done: %v", err)
+	}
 	if _, err := r.Start(Session{}); err != ErrClosed {
 		t.Fatalf("Start after Shutdown: %v", err)
 	}

@@ -65,8 +65,9 @@ func (r *Recording) sync(o *output) error {
 }
 
 func (r *Recording) run() {
-	defer r.rec.forget(r)
+	// Done comes last, so whoever waited for it finds the recording gone from the Recorder.
 	defer close(r.done)
+	defer r.rec.forget(r)
 	fbs, input, err := r.open()
 	if err != nil {
 		r.failWriter(err)
