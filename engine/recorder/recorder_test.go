@@ -436,3 +436,22 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("%d completed", n)
 	}
 }
+
+// TestLineRoom: the longest key and pointer lines fit the room reserved for one line.
+func TestLineRoom(t *testing.T) {
+	for _, l := range [][]byte{
+		appendKeyLine(nil, 1<<32-1, false, 1<<32-1),
+		appendPointerLine(nil, 1<<32-1, 255, 65535, 65535),
+	} {
+		if len(l) > lineRoom {
+			t.Errorf("%q is %d bytes, over %d", l, len(l), lineRoom)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(l, &v); err != nil {
+			t.Errorf("%q: %v", l, err)
+		}
+	}
+	if l := lastLine(7, "end", "bad \x00 \"reason\"\n"); !json.Valid(bytes.TrimSpace(l)) {
+		t.Errorf("%q is not JSON", l)
+	}
+}
