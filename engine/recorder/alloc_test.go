@@ -20,6 +20,9 @@ func TestZeroAllocs(t *testing.T) {
 	big := make([]byte, 64<<10)
 	huge := make([]byte, 3*segSize) // split into blocks
 	small := make([]byte, 40)
+	var sc rfb.Scanner
+	observe := func(m rfb.Message) { rec.Observe(m, now) }
+	input := rfb.AppendPointerEvent(rfb.AppendQEMUKeyEvent(rfb.AppendKeyEvent(nil, true, 'a'), true, 'a', 30), 1, 2, 3)
 	checks := []struct {
 		name string
 		f    func()
@@ -35,6 +38,11 @@ func TestZeroAllocs(t *testing.T) {
 		{"Key", func() { rec.Key(true, 0xff0d, now) }},
 		{"Pointer", func() { rec.Pointer(1, 640, 480, now) }},
 		{"SetPixelFormat unchanged", func() { rec.SetPixelFormat(rfb.NoVNC32(), now) }},
+		{"Observe from a Scanner", func() {
+			if err := sc.Scan(input, observe); err != nil {
+				panic(err)
+			}
+		}},
 	}
 	for range 20 { // warm up: the free list and the queue's slices reach their size
 		for _, c := range checks {

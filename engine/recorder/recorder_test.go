@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,7 +22,9 @@ type inputLine struct {
 	Type   string  `json:"type"`
 	Down   *bool   `json:"down"`
 	Keysym *uint32 `json:"keysym"`
-	Mask   *uint8  `json:"mask"`
+	Mask   *uint16 `json:"mask"`
+	Code   *uint32 `json:"keycode"`
+	Drop   bool    `json:"dropped"`
 	X, Y   *uint16
 	Reason string `json:"reason"`
 }
@@ -75,7 +78,7 @@ func TestRecordSession(t *testing.T) {
 		rec.FromVM(c, tick(time.Duration(10*i+5)*time.Millisecond))
 		want = append(want, c...)
 		rec.Key(i%2 == 0, uint32(65+i), tick(time.Millisecond))
-		rec.Pointer(uint8(i), uint16(10*i), uint16(20*i), tick(time.Millisecond))
+		rec.Pointer(uint16(i), uint16(10*i), uint16(20*i), tick(time.Millisecond))
 	}
 	rec.End("browser closed", tick(time.Second))
 	rec.FromVM([]byte{1, 2, 3}, tick(time.Millisecond)) // after End: ignored
@@ -129,7 +132,7 @@ func TestRecordSession(t *testing.T) {
 		switch {
 		case i%2 == 0 && (l.Type != "key" || *l.Down != (k%2 == 0) || *l.Keysym != uint32(65+k)):
 			t.Fatalf("input line %d: %+v", i, l)
-		case i%2 == 1 && (l.Type != "pointer" || *l.Mask != uint8(k) || *l.X != uint16(10*k) || *l.Y != uint16(20*k)):
+		case i%2 == 1 && (l.Type != "pointer" || *l.Mask != uint16(k) || *l.X != uint16(10*k) || *l.Y != uint16(20*k)):
 			t.Fatalf("input line %d: %+v", i, l)
 		}
 	}
@@ -440,8 +443,8 @@ func TestShutdown(t *testing.T) {
 // TestLineRoom: the longest key and pointer lines fit the room reserved for one line.
 func TestLineRoom(t *testing.T) {
 	for _, l := range [][]byte{
-		appendKeyLine(nil, 1<<32-1, false, 1<<32-1),
-		appendPointerLine(nil, 1<<32-1, 255, 65535, 65535),
+		inputEvent{down: false, keysym: 1<<32 - 1, keycode: 1<<32 - 1, dropped: true}.appendLine(nil, 1<<32-1),
+		inputEvent{pointer: true, mask: 65535, x: 65535, y: 65535, dropped: true}.appendLine(nil, 1<<32-1),
 	} {
 		if len(l) > lineRoom {
 			t.Errorf("%q is %d bytes, over %d", l, len(l), lineRoom)
@@ -453,5 +456,64 @@ func TestLineRoom(t *testing.T) {
 	}
 	if l := lastLine(7, "end", "bad \x00 \"reason\"\n"); !json.Valid(bytes.TrimSpace(l)) {
 		t.Errorf("%q is not JSON", l)
+	}
+}
+
+// TestObserve: the messages an rfb.Scanner reports drive the recording: SetPixelFormat sets the
+// recorded format, key (plain and QEMU) and pointer events become lines, and events a
+// view-only filter dropped are marked.
+func TestObserve(t *testing.T) {
+	r := newRecorder(t, Config{})
+	rec := start(t, r, Session{ID: "o", Target: "vm", Input: true})
+	rec.FromVM(serverSI.Append(nil), time.Now())
+	var stream []byte
+	stream = rfb.AppendSetPixelFormat(stream, rfb.RGB565())
+	stream = rfb.AppendSetEncodings(stream, rfb.EncodingRaw)
+	stream = rfb.AppendFramebufferUpdateRequest(stream, false, 0, 0, 64, 48)
+	stream = rfb.AppendKeyEvent(stream, true, 'a')
+	stream = rfb.AppendQEMUKeyEvent(stream, false, 'a', 30)
+	stream = rfb.AppendPointerEvent(stream, 4, 7, 9)
+	var sc rfb.Scanner
+	observe := func(m rfb.Message) { rec.Observe(m, time.Now()) }
+	if err := sc.Scan(stream, observe); err != nil {
+		t.Fatal(err)
+	}
+	var vo rfb.Scanner
+	buf := bytes.Clone(stream)
+	if _, _, err := vo.Filter(buf, rfb.ViewOnly, observe); err != nil {
+		t.Fatal(err)
+	}
+	rec.FromVM([]byte{rfb.MsgBell}, time.Now())
+	rec.End("done", time.Now())
+	waitDone(t, rec)
+	fbs, input := rec.Paths()
+	if d := decodeFBS(t, readFile(t, fbs)); d.err != nil || d.si.Format != rfb.RGB565() {
+		t.Fatalf("decoded %+v, %v", d.si, d.err)
+	}
+	lines := readLines(t, input)
+	var got []string
+	for _, l := range lines {
+		s := l.Type
+		switch l.Type {
+		case "key":
+			s += fmt.Sprintf(" %v %d", *l.Down, *l.Keysym)
+			if l.Code != nil {
+				s += fmt.Sprintf(" code %d", *l.Code)
+			}
+		case "pointer":
+			s += fmt.Sprintf(" %d %d,%d", *l.Mask, *l.X, *l.Y)
+		}
+		if l.Drop {
+			s += " dropped"
+		}
+		got = append(got, s)
+	}
+	want := []string{"key true 97", "key false 97 code 30", "pointer 4 7,9",
+		"key true 97 dropped", "key false 97 code 30 dropped", "pointer 4 7,9 dropped", "end"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := r.Stats().FormatChanges.Get(); n != 0 {
+		t.Fatalf("%d format changes: the same SetPixelFormat twice is none", n)
 	}
 }

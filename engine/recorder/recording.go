@@ -168,25 +168,36 @@ func (r *Recording) SetPixelFormat(pf rfb.PixelFormat, now time.Time) {
 
 // Key records a KeyEvent from the browser (with Session.Input).
 func (r *Recording) Key(down bool, keysym uint32, now time.Time) {
-	if !r.sess.Input || r.phase == phaseDone || r.failed.Load() {
-		return
-	}
-	ms := r.ms(now)
-	q := &r.q
-	q.mu.Lock()
-	if q.stop == nil && !q.ended {
-		if s, err := r.room(&q.input, lineRoom); err != nil {
-			r.cutLocked(err, ms)
-		} else {
-			s.b = appendKeyLine(s.b, ms, down, keysym)
-		}
-		r.wakeLocked()
-	}
-	q.mu.Unlock()
+	r.input(inputEvent{down: down, keysym: keysym}, now)
 }
 
-// Pointer records a PointerEvent from the browser (with Session.Input).
-func (r *Recording) Pointer(mask uint8, x, y uint16, now time.Time) {
+// Pointer records a PointerEvent from the browser (with Session.Input): the button mask (up to
+// 9 buttons in noVNC's extended form) and position.
+func (r *Recording) Pointer(mask, x, y uint16, now time.Time) {
+	r.input(inputEvent{pointer: true, mask: mask, x: x, y: y}, now)
+}
+
+// Observe records what a client message the engine's rfb.Scanner reported means for the
+// recording: a SetPixelFormat (see SetPixelFormat), and with Session.Input a KeyEvent, a QEMU
+// extended key event (with its scan code) or a PointerEvent. Other messages are ignored. An
+// input event the proxy dropped (m.Dropped, a view-only session) is recorded marked
+// "dropped", so the audit shows what the browser tried.
+func (r *Recording) Observe(m rfb.Message, now time.Time) {
+	switch m.Kind {
+	case rfb.KindSetPixelFormat:
+		if !m.Dropped {
+			r.SetPixelFormat(m.PixelFormat(), now)
+		}
+	case rfb.KindKeyEvent, rfb.KindQEMUKeyEvent:
+		down, keysym := m.Key()
+		r.input(inputEvent{down: down, keysym: keysym, keycode: m.KeyCode(), dropped: m.Dropped}, now)
+	case rfb.KindPointerEvent:
+		mask, x, y := m.Pointer()
+		r.input(inputEvent{pointer: true, mask: mask, x: x, y: y, dropped: m.Dropped}, now)
+	}
+}
+
+func (r *Recording) input(ev inputEvent, now time.Time) {
 	if !r.sess.Input || r.phase == phaseDone || r.failed.Load() {
 		return
 	}
@@ -197,7 +208,7 @@ func (r *Recording) Pointer(mask uint8, x, y uint16, now time.Time) {
 		if s, err := r.room(&q.input, lineRoom); err != nil {
 			r.cutLocked(err, ms)
 		} else {
-			s.b = appendPointerLine(s.b, ms, mask, x, y)
+			s.b = ev.appendLine(s.b, ms)
 		}
 		r.wakeLocked()
 	}
