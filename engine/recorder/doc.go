@@ -7,8 +7,8 @@
 //
 // Recorder.Start returns a Recording for a session; the session's loop then hands it, in order,
 // the VM's bytes from ServerInit on (FromVM, in pieces of any size), every SetPixelFormat the
-// browser sends, the browser's KeyEvent and PointerEvent messages (Key, Pointer) and the end
-// (End). These calls never block and never do I/O: each copies into the recording's queue, a
+// browser sends, the browser's KeyEvent and PointerEvent messages (Key, Pointer; or all three
+// straight from the rfb.Scanner's observer with Observe) and the end (End). These calls never block and never do I/O: each copies into the recording's queue, a
 // list of fixed-size segments under a lock that is held only for that copy or for a swap of
 // slices, and wakes the recording's writer goroutine, which writes the file. In steady state they
 // allocate nothing (segments are reused from a free list; TestZeroAllocs).

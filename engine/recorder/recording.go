@@ -10,7 +10,7 @@ import (
 )
 
 // Recording is one session's recording. Its feeding methods (FromVM, SetPixelFormat, Key,
-// Pointer, End) belong to the session's event loop: they are called from one goroutine at a
+// Pointer, Observe, End) belong to the session's event loop: they are called from one goroutine at a
 // time, in the order of the session, and return at once; they copy what they need, so the
 // caller's slices may be reused as soon as they return. Failed, Err, Done and Paths may be
 // called from anywhere.
@@ -43,7 +43,7 @@ const (
 	phaseHeld
 	// phaseRecording: the recording start is queued; VM bytes become blocks.
 	phaseRecording
-	// phaseDone: End was called.
+	// phaseDone: End was called, or ServerInit was malformed.
 	phaseDone
 )
 
