@@ -321,3 +321,67 @@ func TestCrashPrefix(t *testing.T) {
 		}
 	}
 }
+
+// syncFile counts syncs and fails them once told to.
+type syncFile struct {
+	*os.File
+	mu    sync.Mutex
+	syncs int
+	fail  bool
+}
+
+func (f *syncFile) Sync() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.syncs++
+	if f.fail {
+		return errors.New("test: I/O error")
+	}
+	return f.File.Sync()
+}
+
+func (f *syncFile) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.syncs
+}
+
+// TestPeriodicSync: written data is synced within SyncInterval while the session goes on, and
+// a failing sync fails the recording.
+func TestPeriodicSync(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ok", true: "failing"}[fail], func(t *testing.T) {
+			var sf *syncFile
+			r := newRecorder(t, Config{SyncInterval: 5 * time.Millisecond, Create: func(path string) (File, error) {
+				f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if err != nil {
+					return nil, err
+				}
+				sf = &syncFile{File: f, fail: fail}
+				return sf, nil
+			}})
+			rec := start(t, r, Session{ID: "s", Target: "vm"})
+			rec.FromVM(serverSI.Append(nil), time.Now())
+			deadline := time.Now().Add(10 * time.Second)
+			for !rec.Failed() && time.Now().Before(deadline) {
+				rec.FromVM([]byte{rfb.MsgBell}, time.Now())
+				drain(rec)
+				if !fail && sf.count() >= 3 {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if fail != rec.Failed() {
+				t.Fatalf("failed %v (%v) after %d syncs", rec.Failed(), rec.Err(), sf.count())
+			}
+			if fail && !strings.Contains(rec.Err().Error(), "sync") {
+				t.Fatalf("err %v", rec.Err())
+			}
+			rec.End("done", time.Now())
+			waitDone(t, rec)
+			if st := r.Stats(); (st.Failed.Get() == 1) != fail || (st.Completed.Get() == 1) == fail {
+				t.Fatalf("failed %d completed %d", st.Failed.Get(), st.Completed.Get())
+			}
+		})
+	}
+}

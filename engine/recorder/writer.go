@@ -82,21 +82,36 @@ func (r *Recording) run() {
 		return
 	}
 	r.rec.log.Debug("recording started", r.attrs(slog.String("file", fbs.path))...)
-	interval := r.rec.cfg.SyncInterval
-	var (
-		b        batch
-		timer    *time.Timer
-		timerC   <-chan time.Time
-		dirty    bool
-		lastSync = time.Now()
-		logged   int
-	)
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-loop:
+	w := writer{r: r, fbs: fbs, input: input, interval: r.rec.cfg.SyncInterval, lastSync: time.Now()}
+	w.loop()
+	w.stop()
+	var b batch
+	r.take(&b) // the final flags, and any segments a failure left (finish releases them)
+	r.finish(fbs, input, b)
+}
+
+// writer is the state of one recording's writer goroutine between opening and closing.
+type writer struct {
+	r          *Recording
+	fbs, input *output
+	interval   time.Duration
+	timer      *time.Timer
+	timerC     <-chan time.Time
+	dirty      bool // written since the last sync began
+	lastSync   time.Time
+	// The syncer goroutine, started at the first periodic sync: fsync waits for the disk, and
+	// on its own goroutine it does not hold up the writes behind it (which would fill the
+	// queue and cut the recording on a busy disk).
+	syncReq  chan struct{}
+	syncDone chan error
+	syncing  bool
+}
+
+// loop writes what the loop queues until the recording ends or is cut.
+func (w *writer) loop() {
+	r := w.r
+	var b batch
+	logged := 0
 	for {
 		r.take(&b)
 		if b.changes > logged {
@@ -108,55 +123,110 @@ loop:
 		}
 		if b.empty() {
 			if b.ended || b.stop != nil {
-				break
+				return
 			}
-			if dirty && interval > 0 && timerC == nil {
-				d := max(interval-time.Since(lastSync), time.Millisecond)
-				if timer == nil {
-					timer = time.NewTimer(d)
+			if w.dirty && w.interval > 0 && w.timerC == nil && !w.syncing {
+				d := max(w.interval-time.Since(w.lastSync), time.Millisecond)
+				if w.timer == nil {
+					w.timer = time.NewTimer(d)
 				} else {
-					timer.Reset(d)
+					w.timer.Reset(d)
 				}
-				timerC = timer.C
+				w.timerC = w.timer.C
 			}
 			select {
 			case <-r.wake:
 				// Let a burst of small chunks gather into one write instead of one system
 				// call each; the loop goes on queueing meanwhile.
 				time.Sleep(batchDelay)
-			case <-timerC:
-				timerC = nil
-				if dirty {
-					if err := r.syncAll(fbs, input); err != nil {
-						r.failWriter(err)
-						break loop
-					}
-					dirty, lastSync = false, time.Now()
+			case <-w.timerC:
+				w.timerC = nil
+				if w.dirty && !w.syncing {
+					w.startSync()
+				}
+			case err := <-w.syncDone:
+				if !w.synced(err) {
+					return
 				}
 			}
 			continue
 		}
-		err := r.writeAll(fbs, b.fbs)
+		err := r.writeAll(w.fbs, b.fbs)
 		if err == nil {
-			err = r.writeAll(input, b.input)
+			err = r.writeAll(w.input, b.input)
 		}
 		r.release(b.fbs)
 		r.release(b.input)
 		if err != nil {
 			r.failWriter(err)
-			break
+			return
 		}
-		dirty = true
-		if interval > 0 && time.Since(lastSync) >= interval {
-			if err := r.syncAll(fbs, input); err != nil {
-				r.failWriter(err)
-				break
+		w.dirty = true
+		if w.syncing {
+			select {
+			case err := <-w.syncDone:
+				if !w.synced(err) {
+					return
+				}
+			default:
 			}
-			dirty, lastSync = false, time.Now()
+		}
+		if !w.syncing && w.interval > 0 && time.Since(w.lastSync) >= w.interval {
+			w.startSync()
 		}
 	}
-	r.take(&b) // the final flags, and any segments a failure left (released by finish)
-	r.finish(fbs, input, b)
+}
+
+func (w *writer) startSync() {
+	if w.syncReq == nil {
+		w.syncReq, w.syncDone = make(chan struct{}, 1), make(chan error, 1)
+		go w.r.syncLoop(w.fbs, w.input, w.syncReq, w.syncDone)
+	}
+	w.syncReq <- struct{}{}
+	w.syncing, w.dirty, w.lastSync = true, false, time.Now()
+}
+
+// synced takes a sync's result and reports whether the recording goes on.
+func (w *writer) synced(err error) bool {
+	w.syncing = false
+	if err != nil {
+		w.r.failWriter(err)
+		return false
+	}
+	return true
+}
+
+// stop waits for a sync in flight and ends the syncer and the timer.
+func (w *writer) stop() {
+	if w.syncing {
+		w.synced(<-w.syncDone)
+	}
+	if w.syncReq != nil {
+		close(w.syncReq)
+	}
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+// syncLoop syncs both files on every request. It reads only what open set, so it may run
+// beside the writes (an *os.File allows that).
+func (r *Recording) syncLoop(fbs, input *output, req <-chan struct{}, done chan<- error) {
+	for range req {
+		var err error
+		for _, o := range [2]*output{fbs, input} {
+			if o == nil {
+				continue
+			}
+			r.rec.acquire()
+			e := o.f.Sync()
+			r.rec.release()
+			if e != nil && err == nil {
+				err = fmt.Errorf("recorder: sync %s: %w", o.path, e)
+			}
+		}
+		done <- err
+	}
 }
 
 func (r *Recording) writeAll(o *output, segs []*segment) error {
@@ -169,13 +239,6 @@ func (r *Recording) writeAll(o *output, segs []*segment) error {
 		}
 	}
 	return nil
-}
-
-func (r *Recording) syncAll(fbs, input *output) error {
-	if err := r.sync(fbs); err != nil {
-		return err
-	}
-	return r.sync(input)
 }
 
 // failWriter stops the recording for a file system error: nothing more is queued, and what is
