@@ -16,7 +16,8 @@ import (
 // syncs now and then, and closes. One goroutine per recording, rather than a shared pool, so
 // that one recording's slow write never delays another's and a recording's order is simply the
 // order of one goroutine's writes; Config.MaxWriters bounds how many of them sit in a system
-// call at once. A parked goroutine costs a few KiB, against the 4 MiB a queue may hold.
+// call at once. A parked goroutine costs a few KiB, against the 4 MiB a queue may hold. A second
+// goroutine per recording, started at its first periodic sync, runs the fsyncs.
 
 // batchDelay is how long an idle writer waits after being woken before it takes what is
 // queued: a desktop sends many small updates, and a few milliseconds turn hundreds of writes a
