@@ -105,6 +105,21 @@ type Config struct {
 	// ViewOnly makes every session view-only: the proxy drops the
 	// browser's keyboard, pointer, clipboard and resize messages.
 	ViewOnly bool
+	// RecordAll records every session into RecordDir (--record DIR);
+	// without it only sessions whose grant says record are recorded there.
+	RecordAll bool
+	// RecordDir is where recordings go (FBS 001.000, engine/recorder).
+	RecordDir string
+	// RecordInput also records the browser's key and pointer events, as
+	// JSON lines beside each recording (--record-input).
+	RecordInput bool
+	// RecordRequired ends a session that should be recorded but cannot
+	// be (no RecordDir, a full or failing disk) instead of letting it go
+	// on unrecorded (--record-required).
+	RecordRequired bool
+	// RecordQueueBytes bounds what one recording may have waiting for the
+	// disk; past it the recording is cut (0: engine/recorder's default).
+	RecordQueueBytes int
 
 	// AdminTokenFile holds the bearer token every admin request but
 	// /healthz and /readyz must carry (--admin-token-file); re-read on
@@ -246,6 +261,9 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive (start from DefaultConfig)", name))
 		}
+	}
+	if c.RecordAll && c.RecordDir == "" {
+		errs = append(errs, errors.New("record: no directory"))
 	}
 	if c.HighWater < 0 || c.LowWater < 0 || (c.HighWater > 0 && c.LowWater >= c.HighWater) {
 		errs = append(errs, errors.New("backpressure marks: want 0 <= LowWater < HighWater (or both 0 to derive them)"))

@@ -228,6 +228,24 @@ func metricHelp(family string) string {
 		return "Certificate reloads that replaced the certificates in use."
 	case "vncedge_tls_certificate_reload_errors_total":
 		return "Certificate reloads that failed; the previous certificates stay in use."
+	case "vncedge_recordings_started_total":
+		return "Session recordings started."
+	case "vncedge_recordings_completed_total":
+		return "Recordings that ended with their session, whole."
+	case "vncedge_recordings_truncated_total":
+		return "Recordings cut because the disk fell behind (queue full)."
+	case "vncedge_recordings_failed_total":
+		return "Recordings cut by an error (a file not created or written)."
+	case "vncedge_recordings_active":
+		return "Recordings in progress."
+	case "vncedge_recording_bytes_written_total":
+		return "Bytes written to recording files."
+	case "vncedge_recording_pixel_format_changes_total":
+		return "Clients that changed their pixel format mid-recording."
+	case "vncedge_recording_queued_bytes":
+		return "Recording bytes waiting for the disk, in all."
+	case "vncedge_recording_queue_high_water_bytes":
+		return "The largest queue one recording reached."
 	case "vncedge_limit_max_pending_setups":
 		return "Route lookups and dials that may run at once; more get 503 (reason capacity)."
 	}

@@ -34,6 +34,7 @@ const (
 	reasonVMHandshake      // the proxy's RFB handshake with the VM failed (refused credentials, not RFB)
 	reasonHandshakeTimeout // an RFB handshake did not finish within --handshake-timeout
 	reasonRFBError         // the browser sent RFB the proxy cannot follow (1008)
+	reasonRecordFailed     // --record-required, and the recording failed (1011)
 	numCloseReasons
 )
 
@@ -43,6 +44,7 @@ var closeReasonNames = [numCloseReasons]string{
 	"idle_timeout", "pong_timeout", "protocol_error", "unsupported_data", "invalid_data",
 	"frame_too_large", "slow_consumer", "shutdown", "memory_budget", "revoked", "expired",
 	"operator", "vm_drained", "vm_handshake_failed", "rfb_handshake_timeout", "rfb_error",
+	"record_failed",
 }
 
 func (r closeReason) String() string { return closeReasonNames[r] }

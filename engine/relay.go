@@ -346,6 +346,9 @@ func (s *session) writeToBrowser(p []byte) {
 	}
 	s.toBrowser += int64(len(p))
 	s.lastActive = s.srv.now()
+	if s.rfb != nil {
+		s.recordFromVM(p)
+	}
 }
 
 // writeChunked sends a held backlog to the browser in frames of at most

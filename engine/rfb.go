@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 
+	"vncedge/engine/recorder"
 	"vncedge/rfb"
 )
 
@@ -46,6 +48,8 @@ type rfbSession struct {
 	scan     rfb.Scanner
 	observe  func(rfb.Message)
 	dropped  int64
+	record   bool                // the session should be recorded
+	rec      *recorder.Recording // its recording, from the end of the handshakes on
 }
 
 // rfbPolicy is what the grant and the flags ask of one session.
@@ -59,10 +63,13 @@ func (s *session) rfbPolicy() (password []byte, viewOnly bool) {
 	return password, viewOnly
 }
 
+// wantsRecording reports whether the grant or the flags ask to record.
+func (s *session) wantsRecording() bool { return s.srv.cfg.RecordAll || s.target.Record }
+
 // wantsRFB reports whether the session terminates RFB at the proxy.
 func (s *session) wantsRFB() bool {
 	pw, viewOnly := s.rfbPolicy()
-	return len(pw) > 0 || viewOnly
+	return len(pw) > 0 || viewOnly || s.wantsRecording()
 }
 
 // startRFB runs once the VM socket is on the loop: the 101 goes out and the
@@ -75,19 +82,28 @@ func (s *session) startRFB() {
 	pw, viewOnly := s.rfbPolicy()
 	s.hs = &rfbHandshake{vm: rfb.NewVMHandshake(rfb.VMConfig{Password: pw})}
 	clear(pw)
-	s.rfb = &rfbSession{viewOnly: viewOnly, scanning: viewOnly}
+	r := &rfbSession{viewOnly: viewOnly, record: s.wantsRecording()}
+	r.scanning = viewOnly || r.record // a recording needs the client's pixel format, and its input
 	if viewOnly {
-		s.rfb.drop = rfb.ViewOnly
-		s.rfb.observe = s.rfb.count
+		r.drop = rfb.ViewOnly
 	}
+	if r.scanning {
+		r.observe = r.seen
+	}
+	s.rfb = r
 	if s.vm != nil && s.vm.InboundBuffered() > 0 {
 		_ = s.vm.Wake(nil)
 	}
 }
 
-func (r *rfbSession) count(m rfb.Message) {
+// seen is the scanner's observer: it counts what view-only drops and
+// hands the recording what it needs (the pixel format, input events).
+func (r *rfbSession) seen(m rfb.Message) {
 	if m.Dropped {
 		r.dropped++
+	}
+	if r.rec != nil {
+		r.rec.Observe(m, time.Now())
 	}
 }
 
@@ -119,6 +135,9 @@ func (s *session) rfbFromVM(c gnet.Conn) gnet.Action {
 // startBrowserHandshake announces RFB 3.8 to the browser, once the VM let
 // the proxy in.
 func (s *session) startBrowserHandshake() {
+	if s.rfb.record && !s.startRecording() {
+		return // refused before the browser heard a word of RFB
+	}
 	hs := s.hs
 	hs.br = rfb.NewBrowserHandshake()
 	hs.browserUp = true
@@ -204,6 +223,56 @@ func (s *session) filterToVM(p []byte) bool {
 		return false
 	}
 	return true
+}
+
+// startRecording opens the session's recording once the VM let the proxy
+// in (the VM's bytes from the relay on, ServerInit first, are recorded),
+// and reports whether the session may go on: without --record-required a recording that cannot start is
+// logged and the session continues unrecorded.
+func (s *session) startRecording() bool {
+	srv := s.srv
+	var err error
+	if srv.recorder == nil {
+		err = errors.New("the grant asks to record, but no --record-dir is set")
+	} else {
+		s.rfb.rec, err = srv.recorder.Start(recorder.Session{ID: s.id, Target: s.target.Name,
+			Begin: time.Now(), Input: srv.cfg.RecordInput})
+	}
+	if err == nil {
+		return true
+	}
+	srv.log.LogAttrs(context.Background(), slog.LevelWarn, "recording not started",
+		slog.String("session", s.id), slog.String("target", s.target.Name), slog.String("error", err.Error()))
+	if srv.cfg.RecordRequired {
+		s.refuse(reasonRecordFailed, "this session must be recorded, and recording is not possible now")
+		return false
+	}
+	return true
+}
+
+// recordFromVM gives the recording the VM's bytes relayed to the browser
+// (the proxy's own handshake output to the browser is not the VM's).
+func (s *session) recordFromVM(p []byte) {
+	if s.rfb != nil && s.rfb.rec != nil && s.state == stRelaying {
+		s.rfb.rec.FromVM(p, time.Now())
+	}
+}
+
+// checkRecording runs from the sweep: with --record-required a recording
+// that was cut ends its session.
+func (s *session) checkRecording() {
+	if s.rfb == nil || s.rfb.rec == nil || !s.srv.cfg.RecordRequired || !s.rfb.rec.Failed() {
+		return
+	}
+	s.closeWith(ws.StatusInternalServerError, reasonRecordFailed, "recording failed")
+}
+
+// endRecording closes the session's recording.
+func (s *session) endRecording() {
+	if s.rfb != nil && s.rfb.rec != nil {
+		s.rfb.rec.End(s.why.String(), time.Now())
+		s.rfb.rec = nil
+	}
 }
 
 // vmHandshakeFailed explains a VM that refused the proxy, or is not a VNC

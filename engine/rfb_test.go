@@ -222,3 +222,78 @@ func TestViewOnlyDropsInput(t *testing.T) {
 		t.Fatalf("unknown message on a view-only session: closed %d, want 1008", code)
 	}
 }
+
+func TestRecording(t *testing.T) {
+	vm := startSimVM(t, vncsim.Config{})
+	dir := t.TempDir()
+	tf := tokenFile(t, "rec: "+vm.Addr().String()+" record\nplain: "+vm.Addr().String()+"\n")
+	ts := startServer(t, func(c *Config, rc *routing.Config) {
+		c.RecordDir, c.RecordInput = dir, true
+		rc.Sources = []routing.TokenSource{tf}
+	})
+	c := mustDialWS(t, ts.url+"/websockify?token=rec")
+	c.rfbLogin()
+	// The client asks for its own pixel format: the recording must carry it.
+	pf := rfb.RGB565()
+	c.sendRFB(rfb.AppendSetPixelFormat(nil, pf))
+	c.sendRFB(rfb.AppendKeyEvent(nil, true, 0x61))
+	c.sendRFB(rfb.AppendFramebufferUpdateRequest(nil, false, 0, 0, 16, 16))
+	if msg := c.rfbData(1); msg[0] != rfb.MsgFramebufferUpdate {
+		t.Fatalf("update type %d", msg[0])
+	}
+	c.writeFrame(true, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "done"))
+	c.expectClose(2 * time.Second)
+	_ = c.conn.Close()
+	mustDialWS(t, ts.url+"/websockify?token=plain").rfbHello() // not recorded
+	var fbs string
+	waitUntil(t, 10*time.Second, "the recording closed", func() bool {
+		m, _ := filepath.Glob(filepath.Join(dir, "*.fbs"))
+		if len(m) == 1 {
+			fbs = m[0]
+		}
+		return ts.metricValue("vncedge_recordings_completed_total") == "1"
+	})
+	st, err := os.Stat(fbs)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("recording %s: %v, mode %v", fbs, err, st.Mode())
+	}
+	b, _ := os.ReadFile(fbs)
+	var d rfb.FBSDecoder
+	var all []byte
+	for rest := b; len(rest) > 0; {
+		blk, k, err := d.Next(rest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, blk.Data...)
+		rest = rest[k:]
+	}
+	v, si, n, err := rfb.ParseRecordingStart(all)
+	if err != nil || v != rfb.V38 || si.Format != pf || si.Name != "test-vm" {
+		t.Fatalf("recording start: %v %v %+v", err, v, si)
+	}
+	stream := all[n:]
+	if len(stream) == 0 || stream[0] != rfb.MsgFramebufferUpdate {
+		t.Fatalf("recorded stream starts %v", stream[:min(len(stream), 8)])
+	}
+	input, err := os.ReadFile(strings.TrimSuffix(fbs, ".fbs") + ".input.jsonl")
+	if err != nil || !strings.Contains(string(input), `"keysym":97`) {
+		t.Fatalf("input log: %v %q", err, input)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "*.fbs")); len(m) != 1 {
+		t.Fatalf("recordings %v: the plain session was recorded too", m)
+	}
+}
+
+func TestRecordRequired(t *testing.T) {
+	vm := startSimVM(t, vncsim.Config{})
+	tf := tokenFile(t, "rec: " + vm.Addr().String() + " record\n")
+	ts := startServer(t, func(c *Config, rc *routing.Config) {
+		c.RecordRequired = true // and no RecordDir: recording is impossible
+		rc.Sources = []routing.TokenSource{tf}
+	})
+	c := mustDialWS(t, ts.url+"/websockify?token=rec")
+	if r := c.rfbRefusal(); !strings.Contains(r, "must be recorded") {
+		t.Fatalf("a session that must be recorded but cannot be: refusal %q", r)
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"vncedge/engine/recorder"
 	"vncedge/engine/tlsio"
 	"vncedge/engine/webroot"
 	"vncedge/routing"
@@ -56,6 +57,7 @@ type Server struct {
 	drainedVMs  sync.Map               // VM key -> struct{}: refused until undrained
 	adminToken  atomic.Pointer[string] // --admin-token-file's bearer token; nil when off
 	vncPassword atomic.Pointer[[]byte] // --vnc-password-file; nil when off. Never logged.
+	recorder    *recorder.Recorder     // nil without a record directory
 	enrolls     chan pendingEnroll
 	acceptLog   sampledLog // accept and enroll failures
 	shedLog     sampledLog // connections refused at accept
@@ -156,6 +158,15 @@ func New(cfg Config) (*Server, error) {
 		s.tlsStore, s.tlsPool = store, tlsio.NewPool(tcfg)
 	}
 	s.registerTLSMetrics()
+	recStats := recorder.NewStats(s.met.set) // the series exist without recording too
+	if cfg.RecordDir != "" {
+		rec, err := recorder.New(recorder.Config{Dir: cfg.RecordDir, QueueBytes: cfg.RecordQueueBytes,
+			Logger: s.log, Stats: recStats})
+		if err != nil {
+			return nil, fmt.Errorf("engine config: record: %w", err)
+		}
+		s.recorder = rec
+	}
 	if cfg.VNCPasswordFile != "" {
 		pw, err := loadVNCPassword(cfg.VNCPasswordFile)
 		if err != nil {
@@ -292,6 +303,11 @@ func (s *Server) Serve() error {
 		_ = l.ln.Close()
 	}
 	err = cli.Stop()
+	if s.recorder != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = s.recorder.Shutdown(ctx) // finishes the files the sessions' ends left queued
+		cancel()
+	}
 	if s.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.admin.Shutdown(ctx)

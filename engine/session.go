@@ -476,6 +476,7 @@ func (s *session) finish() {
 // the VM socket, parked descriptors, buffers, its place on the loop and
 // its slots. It runs once, on the way to closed.
 func (s *session) release() {
+	s.endRecording()
 	s.closeVM()
 	s.browserPark.drop()
 	s.releaseUpgradeResp()
@@ -528,6 +529,10 @@ func (s *session) checkRelaying(now int64) {
 	}
 	if s.expiresAt > 0 && now > s.expiresAt {
 		s.closeWith(ws.StatusPolicyViolation, reasonExpired, "access expired")
+		return
+	}
+	s.checkRecording()
+	if s.state != stRelaying {
 		return
 	}
 	s.checkParks(now)

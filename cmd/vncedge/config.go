@@ -49,6 +49,10 @@ type options struct {
 	tokenSingleUse      bool
 	allowUnix           []string
 
+	// Recording: --record DIR records every session there; --record-dir
+	// is where grants that say record go without --record.
+	record, recordDir string
+
 	// TLS (--tls-cert and --tls-key pair up by order into engine.TLS.Certs).
 	tlsCerts, tlsKeys []string
 	tlsMinVersion     string
@@ -199,6 +203,11 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&e.RFBErrors, "rfb-errors", e.RFBErrors, "")
 	fs.StringVar(&e.VNCPasswordFile, "vnc-password-file", e.VNCPasswordFile, "")
 	fs.BoolVar(&e.ViewOnly, "view-only", e.ViewOnly, "")
+	fs.StringVar(&o.record, "record", o.record, "")
+	fs.StringVar(&o.recordDir, "record-dir", o.recordDir, "")
+	fs.BoolVar(&e.RecordInput, "record-input", e.RecordInput, "")
+	fs.BoolVar(&e.RecordRequired, "record-required", e.RecordRequired, "")
+	fs.Var(sizeValue[int]{&e.RecordQueueBytes}, "record-queue", "")
 
 	fs.Var(levelValue{&o.logLevel}, "log-level", "")
 	fs.Var(choiceValue{&o.logFormat, []string{"text", "json"}}, "log-format", "")

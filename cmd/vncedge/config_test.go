@@ -100,6 +100,11 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--rfb-errors=false"}, func(o options) bool { return !o.engine.RFBErrors }},
 		{[]string{"--vnc-password-file", "/etc/vncedge/vnc.pw"}, func(o options) bool { return o.engine.VNCPasswordFile == "/etc/vncedge/vnc.pw" }},
 		{[]string{"--view-only"}, func(o options) bool { return o.engine.ViewOnly }},
+		{[]string{"--record", "/var/lib/vncedge/rec"}, func(o options) bool { return o.record == "/var/lib/vncedge/rec" }},
+		{[]string{"--record-dir", "/rec"}, func(o options) bool { return o.recordDir == "/rec" }},
+		{[]string{"--record-input"}, func(o options) bool { return o.engine.RecordInput }},
+		{[]string{"--record-required"}, func(o options) bool { return o.engine.RecordRequired }},
+		{[]string{"--record-queue", "8M"}, func(o options) bool { return o.engine.RecordQueueBytes == 8<<20 }},
 		{[]string{"--tls-listen", ":6443"}, func(o options) bool { return o.engine.TLSListen == ":6443" }},
 		{[]string{"--tls-cert", "a.pem", "--tls-cert", "b.pem"}, func(o options) bool { return len(o.tlsCerts) == 2 }},
 		{[]string{"--tls-key", "a.key"}, func(o options) bool { return len(o.tlsKeys) == 1 }},
@@ -319,6 +324,11 @@ upstream-ca: /etc/vncedge/vms.pem
 upstream-tls-insecure-skip-verify: true
 vnc-password-file: /etc/vncedge/vnc.pw
 view-only: true
+record: /var/lib/vncedge/recordings
+record-dir: /var/lib/vncedge/recordings
+record-input: true
+record-required: true
+record-queue: 8M
 log-level: debug
 log-format: json
 `
@@ -355,6 +365,8 @@ func TestParseConfigFile(t *testing.T) {
 	e.TLS.HandshakeWorkers, e.TLS.UpstreamCA, e.TLS.UpstreamInsecureSkipVerify = 64, "/etc/vncedge/vms.pem", true
 	want.tlsCerts, want.tlsKeys = []string{"/etc/vncedge/a.pem", "/etc/vncedge/b.pem"}, []string{"/etc/vncedge/a.key", "/etc/vncedge/b.key"}
 	want.tlsMinVersion = "1.3"
+	want.record, want.recordDir = "/var/lib/vncedge/recordings", "/var/lib/vncedge/recordings"
+	e.RecordInput, e.RecordRequired, e.RecordQueueBytes = true, true, 8<<20
 	want.logLevel, want.logFormat = slog.LevelDebug, "json"
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("config file:\n got %+v\nwant %+v", o, want)
@@ -630,5 +642,29 @@ func TestTLSPairs(t *testing.T) {
 	cfg = o.engine
 	if err := tlsPairs(&cfg, o); err == nil {
 		t.Fatal("certificates without --tls-listen accepted")
+	}
+}
+
+func TestRecordDirs(t *testing.T) {
+	o := defaultOptions()
+	cfg := o.engine
+	o.record = "/a"
+	if err := recordDirs(&cfg, o); err != nil || !cfg.RecordAll || cfg.RecordDir != "/a" {
+		t.Fatalf("--record: %v %+v", err, cfg)
+	}
+	o.record, o.recordDir = "", "/b"
+	cfg = o.engine
+	if err := recordDirs(&cfg, o); err != nil || cfg.RecordAll || cfg.RecordDir != "/b" {
+		t.Fatalf("--record-dir: %v", err)
+	}
+	o.record = "/a"
+	if err := recordDirs(&cfg, o); err == nil {
+		t.Fatal("two different directories accepted")
+	}
+	o.record, o.recordDir = "", ""
+	o.engine.RecordInput = true
+	cfg = o.engine
+	if err := recordDirs(&cfg, o); err == nil {
+		t.Fatal("--record-input without a directory accepted")
 	}
 }

@@ -258,6 +258,21 @@ RFB (the proxy speaks VNC where a session needs it):
 		"the browser's key, pointer, clipboard and resize messages, and sets",
 		"ClientInit's shared flag so a watcher never disconnects the VM's user.",
 		"A VM that asks for a password needs it at the proxy for this.")
+	opt("--record DIR", str(d.record),
+		"Record every session into DIR: the VM-to-browser stream as FBS 001.000",
+		"(rfbproxy's format; `bench vm --replay FILE` serves one), files 0600 named",
+		"time_session_target.fbs. A slow or full disk cuts a recording (renamed",
+		"*.truncated.fbs), never the relay. A VM asking for a password needs it",
+		"at the proxy.")
+	opt("--record-dir DIR", str(d.recordDir),
+		"Where sessions whose token says record go, without recording the rest.")
+	opt("--record-input", strconv.FormatBool(e.RecordInput),
+		"Also write the browser's key and pointer events, JSON lines beside each recording.")
+	opt("--record-required", strconv.FormatBool(e.RecordRequired),
+		"A session that should be recorded and cannot be is refused, or ended if",
+		"its recording is cut, instead of going on unrecorded.")
+	opt("--record-queue BYTES", "4M",
+		"What one recording may have waiting for the disk before it is cut.")
 
 	w(`
 Logging (to stderr):

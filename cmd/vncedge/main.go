@@ -302,6 +302,9 @@ func buildConfig(opts options, logger *slog.Logger) (engine.Config, builtSources
 	if err := tlsPairs(&cfg, opts); err != nil {
 		return cfg, built, err
 	}
+	if err := recordDirs(&cfg, opts); err != nil {
+		return cfg, built, err
+	}
 	if err := checkSourceFlags(opts); err != nil {
 		return cfg, built, err
 	}
@@ -486,6 +489,22 @@ func tlsPairs(cfg *engine.Config, opts options) error {
 	}
 	if len(cfg.TLS.Certs) > 0 && cfg.TLSListen == "" {
 		return errors.New("--tls-cert without --tls-listen: say where to serve TLS (e.g. --tls-listen 0.0.0.0:6443)")
+	}
+	return nil
+}
+
+// recordDirs turns --record and --record-dir into the engine's settings.
+func recordDirs(cfg *engine.Config, opts options) error {
+	switch {
+	case opts.record != "" && opts.recordDir != "" && opts.record != opts.recordDir:
+		return errors.New("--record and --record-dir name different directories: --record DIR alone records every session into DIR")
+	case opts.record != "":
+		cfg.RecordAll, cfg.RecordDir = true, opts.record
+	case opts.recordDir != "":
+		cfg.RecordDir = opts.recordDir
+	}
+	if (cfg.RecordInput || cfg.RecordRequired) && cfg.RecordDir == "" {
+		return errors.New("--record-input and --record-required need --record DIR or --record-dir DIR")
 	}
 	return nil
 }
