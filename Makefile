@@ -23,7 +23,7 @@ KUSTOMIZATION ?= deploy/kubernetes/kustomization.yaml
 # deploy/readme_test.go checks the two agree). prometheus brings promtool.
 E2E_APT := chromium tigervnc-standalone-server tigervnc-tools x11-xserver-utils websockify novnc haproxy nginx-light prometheus redis-server
 
-.PHONY: all build web web-test demo test check vet fmt-check unit e2e deps go-deps e2e-deps bench fuzz clean image k8s-image print-version print-ldflags
+.PHONY: all build web web-test demo test check vet fmt-check unit e2e deps go-deps e2e-deps bench fuzz soak clean image k8s-image print-version print-ldflags
 
 all: build
 
@@ -110,6 +110,11 @@ bench: build
 # make fuzz: run every fuzz target for FUZZTIME each (the seeds also run in make test).
 fuzz: go-deps
 	@scripts/fuzz.sh "$(FUZZTIME)"
+
+# make soak: SOAK_MINUTES (15) of bench churn beside thousands of live sessions against a
+# fresh proxy; fails when memory, descriptors or goroutines do not come back (leak).
+soak: build
+	@scripts/soak.sh "$(BIN)"
 
 clean:
 	rm -rf $(BIN) web/dist artifacts
