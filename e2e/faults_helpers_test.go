@@ -125,7 +125,8 @@ func (s *faultSuite) start(t *testing.T, o edgeOpts) *faultEdge {
 	t.Helper()
 	port, admin := freePort(t), freePort(t)
 	e := &faultEdge{t: t, addr: fmt.Sprintf("127.0.0.1:%d", port), admin: fmt.Sprintf("127.0.0.1:%d", admin),
-		http: &http.Client{Timeout: 3 * time.Second}}
+		// No keep-alive: an idle admin connection would come and go in the descriptor counts.
+		http: &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
 	level := o.logLevel
 	if level == "" {
 		level = "info"
@@ -211,6 +212,17 @@ func (e *faultEdge) fds() int {
 		return -1
 	}
 	return len(ents)
+}
+
+// baseFDs is the proxy's descriptor count at rest: the least of a few samples, so that an
+// admin request just answered is not counted.
+func (e *faultEdge) baseFDs() int {
+	n := e.fds()
+	for range 5 {
+		time.Sleep(20 * time.Millisecond)
+		n = min(n, e.fds())
+	}
+	return n
 }
 
 // metrics reads the proxy's /metrics: series name (with labels) -> value. nil when the admin

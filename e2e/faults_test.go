@@ -67,6 +67,7 @@ func TestFaults(t *testing.T) {
 			{"VMHalfCloses", testVMHalfCloses},
 			{"VMNeverSpeaks", testVMNeverSpeaks},
 			{"ReloadUnderLoad", testReloadUnderLoad},
+			{"BrokenTokenFile", testBrokenTokenFile},
 			{"OversizedHeadAndFrame", testOversizedHeadAndFrame},
 			{"FrameViolations", testFrameViolations},
 			{"PingBurst", testPingBurst},
@@ -93,7 +94,7 @@ func testDescriptorFlood(t *testing.T, s *faultSuite) {
 	if err := live.echo([]byte("before the flood"), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	t.Logf("before: %s, RLIMIT_NOFILE %d", e.figures(), limit)
 
 	var f idleFlood
@@ -213,7 +214,7 @@ func testDescriptorCeiling(t *testing.T, s *faultSuite) {
 	vm := startVM(t, vmEcho)
 	e := s.start(t, edgeOpts{nofile: limit, flags: []string{"--handshake-timeout", "120s"},
 		newFlags: []string{"--max-handshakes", "100000"}})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	t.Logf("before: %s, RLIMIT_NOFILE %d", e.figures(), limit)
 	var f idleFlood
 	t.Cleanup(f.closeAll)
@@ -354,7 +355,7 @@ func testPipelinedStatic(t *testing.T, s *faultSuite) {
 		t.Fatal(err)
 	}
 	e := s.start(t, edgeOpts{web: web})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	idle := e.rss()
 	t.Logf("before: %s", e.figures())
 	req := []byte("GET /app.js HTTP/1.1\r\nHost: " + e.addr + "\r\n\r\n")
@@ -412,7 +413,7 @@ func parkedVM(t *testing.T, e *faultEdge, vm *fakeVM) (*wsPeer, *net.TCPConn) {
 func testVMResetWhileParked(t *testing.T, s *faultSuite) {
 	vm := startVM(t, vmStream(1<<40))
 	e := s.start(t, edgeOpts{})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	t.Logf("before: %s", e.figures())
 	b, vc := parkedVM(t, e, vm)
 	t.Logf("parked: %s", e.figures())
@@ -466,7 +467,7 @@ func parkedBrowser(t *testing.T, e *faultEdge, vm *fakeVM) *wsPeer {
 func testBrowserResetWhileParked(t *testing.T, s *faultSuite) {
 	vm := startVM(t, vmStall)
 	e := s.start(t, edgeOpts{})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	t.Logf("before: %s", e.figures())
 	b := parkedBrowser(t, e, vm)
 	t.Logf("parked: %s", e.figures())
@@ -481,7 +482,7 @@ func testBrowserResetWhileParked(t *testing.T, s *faultSuite) {
 func testBrowserFINWhileParked(t *testing.T, s *faultSuite) {
 	vm := startVM(t, vmStall)
 	e := s.start(t, edgeOpts{flags: []string{"--idle-timeout", "0"}})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	t.Logf("before: %s", e.figures())
 	b := parkedBrowser(t, e, vm)
 	t0 := time.Now()
@@ -496,7 +497,7 @@ func testBrowserFINWhileParked(t *testing.T, s *faultSuite) {
 // 101, or an RFB failure noVNC can show), and nothing leaks.
 func testVMRefuses(t *testing.T, s *faultSuite) {
 	e := s.start(t, edgeOpts{})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	dead := freePort(t)
 	w, status, err := e.tryUpgrade(fmt.Sprintf("/vnc/127.0.0.1:%d", dead), dialOpts{}, 10*time.Second)
 	if err != nil {
@@ -523,7 +524,7 @@ func testVMRefuses(t *testing.T, s *faultSuite) {
 func testVMResetsMidStream(t *testing.T, s *faultSuite) {
 	vm := startVM(t, vmStream(1<<40))
 	e := s.start(t, edgeOpts{})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	b := e.open(t, vm.path(), dialOpts{})
 	vc := vm.next(t, 5*time.Second)
 	var got int64
@@ -560,7 +561,7 @@ func testVMHalfCloses(t *testing.T, s *faultSuite) {
 		_, _ = io.Copy(io.Discard, c) // returns once the proxy closes its side
 	})
 	e := s.start(t, edgeOpts{})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	b := e.open(t, vm.path(), dialOpts{})
 	var got []byte
 	var r closeResult
@@ -600,7 +601,7 @@ func testVMNeverSpeaks(t *testing.T, s *faultSuite) {
 		_, _ = io.Copy(io.Discard, c)
 	})
 	e := s.start(t, edgeOpts{})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	b := e.open(t, vm.path(), dialOpts{})
 	vm.next(t, 5*time.Second)
 	time.Sleep(500 * time.Millisecond)
@@ -640,7 +641,7 @@ func testVMStreamsToStalledBrowser(t *testing.T, s *faultSuite) {
 	})
 	const maxBuffered = 4 << 20
 	e := s.start(t, edgeOpts{flags: []string{"--max-buffered", "4M", "--ping-interval", "2s", "--pong-timeout", "3s"}})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	idle := e.rss()
 	t.Logf("before: %s", e.figures())
 	peak := e.watchRSS()
@@ -664,23 +665,33 @@ func testVMStreamsToStalledBrowser(t *testing.T, s *faultSuite) {
 
 // testBrowserStopsReading: an echo session whose browser keeps uploading but stops reading
 // backs up both directions; memory stays bounded, other sessions go on, and the stuck session
-// is ended by the park timeout (both its sockets are parked: nothing else would end it).
+// is ended: as a slow consumer, or by the park timeout once both its sockets are parked.
 func testBrowserStopsReading(t *testing.T, s *faultSuite) {
 	vm := startVM(t, vmEcho)
 	const maxBuffered = 4 << 20
 	e := s.start(t, edgeOpts{flags: []string{"--max-buffered", "4M"}})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	other := e.open(t, vm.path(), dialOpts{local: "127.0.0.9"})
 	idle := e.rss()
 	t.Logf("before: %s", e.figures())
 	peak := e.watchRSS()
 	b := e.open(t, vm.path(), dialOpts{local: "127.0.0.10", rcvbuf: 4096})
 	frame := b.frame(true, ws.OpBinary, bytes.Repeat([]byte{'x'}, 64<<10))
+	// Upload until the proxy stops taking bytes for a second (parked) or ends the session.
 	var sent int64
-	for t0 := time.Now(); time.Since(t0) < 6*time.Second; {
+	t0 := time.Now()
+	for stalled, i := time.Duration(0), 0; stalled < time.Second && time.Since(t0) < 10*time.Second; i++ {
+		if i%16 == 0 && e.metric("vncedge_sessions_active") < 2 {
+			break
+		}
 		_ = b.c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		n, err := b.c.Write(frame)
 		sent += int64(n)
+		if n == 0 {
+			stalled += 100 * time.Millisecond
+		} else {
+			stalled = 0
+		}
 		if err != nil && !isTimeout(err) {
 			break
 		}
@@ -688,18 +699,21 @@ func testBrowserStopsReading(t *testing.T, s *faultSuite) {
 	if err := other.echo([]byte("beside a stuck session"), 5*time.Second); err != nil {
 		t.Errorf("another session beside the stuck one: %v", err)
 	}
-	t.Logf("stuck browser uploaded %.1f MiB before the proxy stopped reading it; RSS peak so far +%.1f MiB; pauses %v",
-		float64(sent)/(1<<20), mib(peak.peak.Load()-idle), e.metric("vncedge_backpressure_pauses_total"))
-	// The park timeout (60 s, an engine setting with no flag) is what ends it.
-	t0 := time.Now()
+	t.Logf("stuck browser uploaded %.1f MiB in %v until the proxy stopped taking it; RSS peak so far +%.1f MiB; pauses %v",
+		float64(sent)/(1<<20), time.Since(t0).Round(time.Millisecond), mib(peak.peak.Load()-idle), e.metric("vncedge_backpressure_pauses_total"))
+	// The park timeout is 60 s (an engine setting with no flag).
+	t0 = time.Now()
 	if !eventually(90*time.Second, func() bool { return e.metric("vncedge_sessions_active") <= 1 }) {
 		t.Errorf("the stuck session was not ended within 90 s")
 	}
 	p := peak.end()
-	t.Logf("stuck session ended after another %v (slow_consumer %v); RSS peak +%.1f MiB over idle",
+	t.Logf("stuck session ended %v later (slow_consumer %v); RSS peak +%.1f MiB over idle",
 		time.Since(t0).Round(time.Second), e.metric(`vncedge_sessions_closed_total{reason="slow_consumer"}`), mib(p-idle))
 	if p-idle > 4*maxBuffered+16<<20 {
 		t.Errorf("proxy RSS grew by %.1f MiB, want at most 4 x --max-buffered + 16 MiB", mib(p-idle))
+	}
+	if err := other.echo([]byte("after the stuck one"), 5*time.Second); err != nil {
+		t.Errorf("another session after the stuck one ended: %v", err)
 	}
 	b.close()
 	other.close()
@@ -724,7 +738,7 @@ func testBrowserVanishes(t *testing.T, s *faultSuite) {
 		}
 	})
 	e := s.start(t, edgeOpts{flags: []string{"--ping-interval", "1s", "--pong-timeout", "2s"}})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	b := e.open(t, vm.path(), dialOpts{local: "127.0.0.11"})
 	t0 := time.Now()
 	if !eventually(15*time.Second, func() bool { return e.metric("vncedge_sessions_active") == 0 }) {
@@ -812,9 +826,8 @@ func writeTokens(t *testing.T, path, content string) {
 	}
 }
 
-// testReloadUnderLoad: SIGHUP while sessions stream echoes: they keep running, the new token
-// file applies (a new token works, a removed one no longer reaches its VM), and a broken file
-// keeps the previous table, counted.
+// testReloadUnderLoad: SIGHUP while sessions stream echoes: they keep running, and the new
+// token file applies (a new token works, a removed one no longer reaches its VM).
 func testReloadUnderLoad(t *testing.T, s *faultSuite) {
 	vm1, vm2 := startVM(t, vmEcho), startVM(t, vmEcho)
 	tokens := filepath.Join(t.TempDir(), "tokens")
@@ -873,26 +886,9 @@ func testReloadUnderLoad(t *testing.T, s *faultSuite) {
 		t.Errorf("removed token after reload: status %d, want 404", status)
 	}
 
-	// A broken file: the previous table stays whole, and the failure is counted.
-	errs0 := e.metric("vncedge_reload_errors_total")
-	writeTokens(t, tokens, "this line is not a token line\n")
-	if err := syscall.Kill(e.pid, syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	if !eventually(5*time.Second, func() bool { return e.metric("vncedge_reload_errors_total") > errs0 }) {
-		t.Errorf("a broken token file on SIGHUP: vncedge_reload_errors_total stays %v", errs0)
-	}
-	if w, status, _ := e.tryUpgrade("/websockify?token=two", dialOpts{local: "127.0.0.52"}, 3*time.Second); w == nil {
-		t.Errorf("after a broken token file, the previous table's token gets %d, want it kept (issue 10 defect 13)", status)
-	} else {
-		if err := w.echo([]byte("kept"), 5*time.Second); err != nil {
-			t.Errorf("previous table's token after a broken file: %v", err)
-		}
-		w.close()
-	}
 	cancel()
 	wg.Wait()
-	t.Logf("reloads %v -> %v; %d echoes on the 4 running sessions across both reloads, %d failed (%v); %s",
+	t.Logf("reloads %v -> %v; %d echoes on the 4 running sessions across the reload, %d failed (%v); %s",
 		reloads0, e.metric("vncedge_reloads_total"), echoes.Load(), failures.Load(), firstErr.get(), e.figures())
 	if failures.Load() > 0 {
 		t.Errorf("running sessions failed across a reload: %v", firstErr.get())
@@ -902,12 +898,43 @@ func testReloadUnderLoad(t *testing.T, s *faultSuite) {
 	}
 }
 
+// testBrokenTokenFile (defect 13): a token file replaced by garbage and a SIGHUP: the previous
+// table stays whole, and the failure is counted. Before: "keeping the previous routing" was
+// logged and every token answered 404.
+func testBrokenTokenFile(t *testing.T, s *faultSuite) {
+	vm := startVM(t, vmEcho)
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	writeTokens(t, tokens, fmt.Sprintf("kept: 127.0.0.1:%d\n", vm.port))
+	e := s.start(t, edgeOpts{tokenFile: tokens, flags: []string{"--token-watch", "0"}})
+	live := e.open(t, "/websockify?token=kept", dialOpts{local: "127.0.0.53"})
+	errs0 := e.metric("vncedge_reload_errors_total")
+	writeTokens(t, tokens, "this line is not a token line\n")
+	if err := syscall.Kill(e.pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(5*time.Second, func() bool { return e.metric("vncedge_reload_errors_total") > errs0 }) {
+		t.Errorf("a broken token file on SIGHUP: vncedge_reload_errors_total stays %v", errs0)
+	}
+	if w, status, err := e.tryUpgrade("/websockify?token=kept", dialOpts{local: "127.0.0.52"}, 3*time.Second); w == nil {
+		t.Errorf("after a broken token file, the previous table's token gets %d (%v), want it kept", status, err)
+	} else {
+		if err := w.echo([]byte("kept"), 5*time.Second); err != nil {
+			t.Errorf("previous table's token after a broken file: %v", err)
+		}
+		w.close()
+	}
+	if err := live.echo([]byte("still running"), 5*time.Second); err != nil {
+		t.Errorf("a running session after the broken reload: %v", err)
+	}
+	t.Logf("reload errors %v -> %v; %s", errs0, e.metric("vncedge_reload_errors_total"), e.figures())
+}
+
 // testOversizedHeadAndFrame: a request head over the limit gets 431; a frame over --max-frame
 // closes with 1009, while one at the limit passes.
 func testOversizedHeadAndFrame(t *testing.T, s *faultSuite) {
 	vm := startVM(t, vmEcho)
 	e := s.start(t, edgeOpts{flags: []string{"--max-frame", "64K"}})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	heads := map[string][]byte{
 		"complete": []byte("GET " + vm.path() + " HTTP/1.1\r\nHost: " + e.addr + "\r\nX-Big: " + strings.Repeat("a", 9000) + "\r\n\r\n"),
 		"endless":  []byte("GET " + vm.path() + " HTTP/1.1\r\nHost: " + e.addr + "\r\nX-Big: " + strings.Repeat("a", 9000)),
@@ -950,7 +977,7 @@ func testOversizedHeadAndFrame(t *testing.T, s *faultSuite) {
 func testFrameViolations(t *testing.T, s *faultSuite) {
 	vm := startVM(t, vmEcho)
 	e := s.start(t, edgeOpts{})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	mask := []byte{1, 2, 3, 4}
 	masked := func(b0 byte, payload []byte) []byte {
 		out := []byte{b0}
@@ -1014,7 +1041,7 @@ func testFrameViolations(t *testing.T, s *faultSuite) {
 func testPingBurst(t *testing.T, s *faultSuite) {
 	vm := startVM(t, vmEcho)
 	e := s.start(t, edgeOpts{})
-	startFDs := e.fds()
+	startFDs := e.baseFDs()
 	idle := e.rss()
 	w := e.open(t, vm.path(), dialOpts{})
 	const pings = 100000
@@ -1164,7 +1191,7 @@ func testSlowlorisAndUpgradeFlood(t *testing.T, s *faultSuite) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startFDs, idle := e.fds(), e.rss()
+	startFDs, idle := e.baseFDs(), e.rss()
 	t.Logf("before: %s; real sessions: %d round trips, p50 %.2f p99 %.2f max %.2f ms", e.figures(), len(before),
 		ms(pct(before, 50)), ms(pct(before, 99)), ms(pct(before, 100)))
 
