@@ -117,12 +117,15 @@ done
 	--duration "${minutes}m" --timeout 30s --json >"$out/churn.json" 2>"$out/churn.log" &
 pids+=($!)
 
-minute2_rss=
+# The growth check compares samples taken with every live session open: minute 2 (the
+# processes warmed up) and the last such minute.
+minute2_rss= last_load_rss= last_load_minute=
 for m in $(seq "$minutes"); do
 	sleep 60
 	sample "load, minute $m"
+	[ "${SAMPLE_SESS%.*}" -ge "$sessions" ] || continue
 	[ "$m" = 2 ] && minute2_rss=$SAMPLE_RSS
-	last_load_rss=$SAMPLE_RSS
+	last_load_rss=$SAMPLE_RSS last_load_minute=$m
 done
 fail=0
 for p in "${pids[@]}"; do
@@ -154,7 +157,7 @@ printf '%-12s %10d %10d %+10d %10s\n' goroutines "$start_gr" "$SAMPLE_GR" "$((SA
 if [ -n "$minute2_rss" ]; then
 	printf '%-12s %10.1f %10.1f %+10.1f %10s   (under load: minute 2 -> minute %d)\n' "RSS load" \
 		"$(echo "$minute2_rss/1024" | bc -l)" "$(echo "$last_load_rss/1024" | bc -l)" \
-		"$(echo "($last_load_rss-$minute2_rss)/1024" | bc -l)" "+$growth_slack" "$minutes"
+		"$(echo "($last_load_rss-$minute2_rss)/1024" | bc -l)" "+$growth_slack" "$last_load_minute"
 fi
 
 leak() { echo "soak: LEAK: $*" >&2; fail=1; }
