@@ -655,8 +655,10 @@ func testVMStreamsToStalledBrowser(t *testing.T, s *faultSuite) {
 	t.Logf("VM wrote %.1f MB of its 1 GB; session closed after %v (slow_consumer %v, pong_timeout %v); proxy RSS peak %.1f MiB (+%.1f over idle, --max-buffered %d MiB)",
 		float64(vmSent.Load())/1e6, time.Since(t0).Round(time.Millisecond), m[`vncedge_sessions_closed_total{reason="slow_consumer"}`],
 		m[`vncedge_sessions_closed_total{reason="pong_timeout"}`], mib(p), mib(p-idle), maxBuffered>>20)
-	if p-idle > 3*maxBuffered+16<<20 {
-		t.Errorf("proxy RSS grew by %.1f MiB, want at most 3 x --max-buffered + 16 MiB", mib(p-idle))
+	// Two queues are capped at --max-buffered (towards the browser, and the VM's bytes held
+	// while its socket is parked); the Go heap may grow to twice what is live before a GC.
+	if p-idle > 4*maxBuffered+16<<20 {
+		t.Errorf("proxy RSS grew by %.1f MiB, want at most 4 x --max-buffered + 16 MiB", mib(p-idle))
 	}
 	b.close()
 	e.settled(t, startFDs, 10*time.Second)
@@ -709,8 +711,10 @@ func testBrowserStopsReading(t *testing.T, s *faultSuite) {
 	p := peak.end()
 	t.Logf("stuck session ended %v later (slow_consumer %v); RSS peak +%.1f MiB over idle",
 		time.Since(t0).Round(time.Second), e.metric(`vncedge_sessions_closed_total{reason="slow_consumer"}`), mib(p-idle))
-	if p-idle > 4*maxBuffered+16<<20 {
-		t.Errorf("proxy RSS grew by %.1f MiB, want at most 4 x --max-buffered + 16 MiB", mib(p-idle))
+	// Three queues are capped at --max-buffered each (towards the VM, towards the browser, and
+	// browser input held unread); the Go heap may grow to twice what is live before a GC.
+	if p-idle > 6*maxBuffered+16<<20 {
+		t.Errorf("proxy RSS grew by %.1f MiB, want at most 6 x --max-buffered + 16 MiB", mib(p-idle))
 	}
 	if err := other.echo([]byte("after the stuck one"), 5*time.Second); err != nil {
 		t.Errorf("another session after the stuck one ended: %v", err)
@@ -1093,38 +1097,57 @@ func testPingBurst(t *testing.T, s *faultSuite) {
 
 // slowloris keeps n connections in their request head, from addrs source addresses: each
 // sends a partial head, then a header line every two seconds; one the proxy closes (408, 503)
-// is opened again after a pause, until ctx ends.
+// is opened again on the next round, until ctx ends. A few hundred goroutines each tend a
+// share of the connections (the race detector allows 8,128 goroutines at once).
 type slowloris struct {
 	open, peak, dials, failed atomic.Int64
 }
 
 func (l *slowloris) run(ctx context.Context, addr string, n, addrs int) *sync.WaitGroup {
+	const perWorker = 50
 	var wg sync.WaitGroup
-	for i := range n {
+	for first := 0; first < n; first += perWorker {
 		wg.Go(func() {
-			src := fmt.Sprintf("127.61.%d.%d", (i%addrs)/250, 1+(i%addrs)%250)
-			for ctx.Err() == nil {
-				l.dials.Add(1)
-				c, err := dialTCP(addr, dialOpts{local: src, timeout: 3 * time.Second})
-				if err != nil {
-					l.failed.Add(1)
-					sleepCtx(ctx, time.Second)
-					continue
+			conns := make([]*net.TCPConn, min(perWorker, n-first))
+			defer func() {
+				for _, c := range conns {
+					if c != nil {
+						c.Close()
+						l.open.Add(-1)
+					}
 				}
-				if _, err := c.Write([]byte("GET /websockify?token=x HTTP/1.1\r\nHost: slow\r\n")); err == nil {
+			}()
+			for ctx.Err() == nil {
+				for j, c := range conns {
+					if ctx.Err() != nil {
+						return
+					}
+					if c != nil {
+						if _, err := c.Write([]byte("X-Slow: 1\r\n")); err != nil {
+							c.Close()
+							conns[j] = nil
+							l.open.Add(-1)
+						}
+						continue
+					}
+					i := first + j
+					src := fmt.Sprintf("127.61.%d.%d", (i%addrs)/250, 1+(i%addrs)%250)
+					l.dials.Add(1)
+					c, err := dialTCP(addr, dialOpts{local: src, timeout: time.Second})
+					if err != nil {
+						l.failed.Add(1)
+						continue
+					}
+					if _, err := c.Write([]byte("GET /websockify?token=x HTTP/1.1\r\nHost: slow\r\n")); err != nil {
+						c.Close()
+						continue
+					}
+					conns[j] = c
 					if v := l.open.Add(1); v > l.peak.Load() {
 						l.peak.Store(v)
 					}
-					for ctx.Err() == nil {
-						sleepCtx(ctx, 2*time.Second)
-						if _, err := c.Write([]byte("X-Slow: 1\r\n")); err != nil {
-							break
-						}
-					}
-					l.open.Add(-1)
 				}
-				c.Close()
-				sleepCtx(ctx, 3*time.Second)
+				sleepCtx(ctx, 2*time.Second)
 			}
 		})
 	}
@@ -1224,17 +1247,18 @@ func testSlowlorisAndUpgradeFlood(t *testing.T, s *faultSuite) {
 		})
 	}
 	var maxHandshakes float64
+	var peakFDs int
 	hsDone := make(chan struct{})
 	go func() {
 		defer close(hsDone)
 		for ctx.Err() == nil {
 			maxHandshakes = max(maxHandshakes, e.metric("vncedge_handshakes_active"))
+			peakFDs = max(peakFDs, e.fds())
 			sleepCtx(ctx, 250*time.Millisecond)
 		}
 	}()
 	time.Sleep(time.Second) // the attack builds up
 	during, rttErr := measureRTTs(real, 20*time.Millisecond, ctx.Done())
-	peakFDs := e.fds()
 	lwg.Wait()
 	uwg.Wait()
 	<-hsDone
