@@ -41,8 +41,6 @@ type faultSuite struct {
 	flags map[string]bool
 }
 
-var helpFlag = regexp.MustCompile(`(?m)^\s+(--[a-z0-9-]+)`)
-
 // newFaultSuite builds vncedge once for all the fault tests, or takes VNCEDGE_BIN, so the same
 // tests measure an older binary (which lacks the newer flags: those are given only where a
 // binary names them in --help).
@@ -63,7 +61,7 @@ func newFaultSuite(t *testing.T) *faultSuite {
 	if err != nil {
 		t.Fatalf("%s --help: %v", s.bin, err)
 	}
-	for _, m := range helpFlag.FindAllStringSubmatch(string(out), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\s+(--[a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1) {
 		s.flags[m[1]] = true
 	}
 	return s
