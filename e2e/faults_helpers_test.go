@@ -513,9 +513,94 @@ func (w *wsPeer) echo(msg []byte, within time.Duration) error {
 		}
 	}
 	if !bytes.Equal(got, msg) {
-		return errors.New("echo: bytes differ")
+		return &echoMismatch{got: got}
 	}
 	return nil
+}
+
+// echoMismatch is an echo that came back different: what came is kept, since a proxy refusing
+// a session readably (--rfb-errors) answers with an RFB greeting instead.
+type echoMismatch struct{ got []byte }
+
+func (e *echoMismatch) Error() string {
+	return fmt.Sprintf("echo: bytes differ (got %q)", e.got[:min(len(e.got), 32)])
+}
+
+// wsData reads the payloads of a peer's data frames as one stream, answering pings; a close
+// frame ends it (io.EOF) and is kept in closed.
+type wsData struct {
+	w        *wsPeer
+	deadline time.Time
+	buf      []byte
+	closed   closeResult
+}
+
+func (d *wsData) Read(p []byte) (int, error) {
+	for len(d.buf) == 0 {
+		if d.closed.code != 0 {
+			return 0, io.EOF
+		}
+		h, b, err := d.w.readFrame(d.deadline, 1<<20)
+		if err != nil {
+			return 0, err
+		}
+		switch h.OpCode {
+		case ws.OpPing:
+			_ = d.w.send(ws.OpPong, b)
+		case ws.OpClose:
+			d.closed.code, d.closed.reason = closePayload(b)
+		case ws.OpBinary, ws.OpText, ws.OpContinuation:
+			d.buf = b
+		}
+	}
+	n := copy(p, d.buf)
+	d.buf = d.buf[n:]
+	return n, nil
+}
+
+// refusal reads how a session that must not reach its VM ends after its 101: a close frame,
+// or an RFB security failure (answered like noVNC would), and describes it.
+func (w *wsPeer) refusal(within time.Duration) string {
+	d := &wsData{w: w, deadline: time.Now().Add(within)}
+	version := make([]byte, 12)
+	if _, err := io.ReadFull(d, version); err != nil {
+		if d.closed.code != 0 {
+			return d.closed.String()
+		}
+		return err.Error()
+	}
+	if !bytes.HasPrefix(version, []byte("RFB 003.")) {
+		return fmt.Sprintf("data %q", version)
+	}
+	reason, err := rfbRefusal(d, version)
+	if err != nil {
+		return "RFB: " + err.Error()
+	}
+	return fmt.Sprintf("RFB security failure %q", reason)
+}
+
+// rfbRefusal plays noVNC's part when the proxy refuses a session readably (an RFB 3.8
+// security failure, --rfb-errors): it answers the version and returns the failure's reason.
+func rfbRefusal(d *wsData, version []byte) (string, error) {
+	if err := d.w.send(ws.OpBinary, []byte("RFB 003.008\n")); err != nil {
+		return "", err
+	}
+	var n [1]byte
+	if _, err := io.ReadFull(d, n[:]); err != nil {
+		return "", fmt.Errorf("after version %q: %w", version, err)
+	}
+	if n[0] != 0 {
+		return "", fmt.Errorf("the proxy offered %d security types, not a failure", n[0])
+	}
+	var l [4]byte
+	if _, err := io.ReadFull(d, l[:]); err != nil {
+		return "", err
+	}
+	reason := make([]byte, min(binary.BigEndian.Uint32(l[:]), 4096))
+	if _, err := io.ReadFull(d, reason); err != nil {
+		return "", err
+	}
+	return string(reason), nil
 }
 
 // closeResult is how a session ended, seen by the browser.

@@ -194,6 +194,10 @@ func attemptAtCeiling(e *faultEdge, vm *fakeVM, local string, keep *[]*wsPeer) u
 		if strings.Contains(err.Error(), "closed with 1011") || r.code == ws.StatusInternalServerError {
 			return "1011"
 		}
+		var em *echoMismatch
+		if errors.As(err, &em) && bytes.HasPrefix(em.got, []byte("RFB 003.")) {
+			return "1011" // the same refusal, told in RFB (--rfb-errors)
+		}
 		if isTimeout(err) {
 			return "HANG: 101 but nothing after it for 5 s"
 		}
@@ -509,27 +513,47 @@ func testBrowserFINWhileParked(t *testing.T, s *faultSuite) {
 // ---- section 3 ----
 
 // testVMRefuses: nothing listens on the target: the browser hears why (close 1011 after the
-// 101, or an RFB failure noVNC can show), and nothing leaks.
+// 101, or an RFB security failure noVNC can show), without the target's address, and nothing
+// leaks.
 func testVMRefuses(t *testing.T, s *faultSuite) {
 	e := s.start(t, edgeOpts{})
 	startFDs := e.baseFDs()
 	dead := freePort(t)
-	w, status, err := e.tryUpgrade(fmt.Sprintf("/vnc/127.0.0.1:%d", dead), dialOpts{}, 10*time.Second)
-	if err != nil {
+	target := fmt.Sprintf("127.0.0.1:%d", dead)
+	w, status, err := e.tryUpgrade("/vnc/"+target, dialOpts{}, 10*time.Second)
+	switch {
+	case err != nil:
 		t.Fatalf("upgrade to a refusing VM: %v", err)
-	}
-	if w == nil {
+	case w == nil:
 		t.Logf("refusing VM: HTTP %d", status)
 		if status < 500 {
 			t.Errorf("refusing VM: HTTP %d, want 101 then 1011 (or a 5xx)", status)
 		}
-	} else {
-		r := w.waitClose(10 * time.Second)
-		w.close()
-		t.Logf("refusing VM: 101, then %s", r)
-		if r.code != ws.StatusInternalServerError && (r.code == 0 || r.data == 0) {
-			t.Errorf("refusing VM: %s; want close 1011 (or an RFB failure message, then a close)", r)
+	default:
+		d := &wsData{w: w, deadline: time.Now().Add(10 * time.Second)}
+		version := make([]byte, 12)
+		var why string
+		if _, err := io.ReadFull(d, version); err != nil {
+			why = d.closed.reason
+			t.Logf("refusing VM: 101, then %s", d.closed)
+			if d.closed.code != ws.StatusInternalServerError {
+				t.Errorf("refusing VM: 101, then %s (%v); want close 1011 or an RFB failure", d.closed, err)
+			}
+		} else if bytes.HasPrefix(version, []byte("RFB 003.")) {
+			reason, err := rfbRefusal(d, version)
+			r := w.waitClose(5 * time.Second)
+			why = reason
+			t.Logf("refusing VM: 101, RFB %q, security failure %q, then %s", version, reason, r)
+			if err != nil || reason == "" {
+				t.Errorf("refusing VM: RFB refusal %q, %v; want a reason noVNC can show", reason, err)
+			}
+		} else {
+			t.Errorf("refusing VM: 101, then %q", version)
 		}
+		if strings.Contains(why, target) {
+			t.Errorf("the browser is told the target's address: %q", why)
+		}
+		w.close()
 	}
 	e.settled(t, startFDs, 10*time.Second)
 	t.Logf("after: %s", e.figures())
@@ -846,11 +870,11 @@ func writeTokens(t *testing.T, path, content string) {
 }
 
 // testReloadUnderLoad: SIGHUP while sessions stream echoes: they keep running, and the new
-// token file applies (a new token works, a removed one no longer reaches its VM).
+// token file applies (an added token works, a removed one no longer reaches its VM).
 func testReloadUnderLoad(t *testing.T, s *faultSuite) {
 	vm1, vm2 := startVM(t, vmEcho), startVM(t, vmEcho)
 	tokens := filepath.Join(t.TempDir(), "tokens")
-	writeTokens(t, tokens, fmt.Sprintf("one: 127.0.0.1:%d\n", vm1.port))
+	writeTokens(t, tokens, fmt.Sprintf("one: 127.0.0.1:%d\ngone: 127.0.0.1:%d\n", vm1.port, vm1.port))
 	e := s.start(t, edgeOpts{tokenFile: tokens, flags: []string{"--token-watch", "0"}})
 	var sessions []*wsPeer
 	for i := range 4 {
@@ -877,26 +901,35 @@ func testReloadUnderLoad(t *testing.T, s *faultSuite) {
 	time.Sleep(500 * time.Millisecond)
 	reloads0 := e.metric("vncedge_reloads_total")
 
-	writeTokens(t, tokens, fmt.Sprintf("two: 127.0.0.1:%d\n", vm2.port))
+	// The running sessions' token stays (removing it would revoke them, by design); one is
+	// added, one removed.
+	writeTokens(t, tokens, fmt.Sprintf("one: 127.0.0.1:%d\ntwo: 127.0.0.1:%d\n", vm1.port, vm2.port))
 	if err := syscall.Kill(e.pid, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	var w *wsPeer
+	// The new token works once the reload is in: a 101 alone does not say so, since an unknown
+	// token may get a 101 and an RFB refusal (--rfb-errors).
 	var status int
+	var last string
 	if !eventually(5*time.Second, func() bool {
-		w, status, _ = e.tryUpgrade("/websockify?token=two", dialOpts{local: "127.0.0.50"}, 3*time.Second)
-		return w != nil
+		w, st, err := e.tryUpgrade("/websockify?token=two", dialOpts{local: "127.0.0.50"}, 3*time.Second)
+		if status = st; w == nil {
+			last = fmt.Sprint(err)
+			return false
+		}
+		defer w.close()
+		if err := w.echo([]byte("new token"), 5*time.Second); err != nil {
+			last = err.Error()
+			return false
+		}
+		return true
 	}) {
-		t.Fatalf("token two never worked after SIGHUP (last status %d)", status)
+		t.Fatalf("token two never worked after SIGHUP (last status %d, %s)", status, last)
 	}
-	if err := w.echo([]byte("new token"), 5*time.Second); err != nil {
-		t.Errorf("session on the new token: %v", err)
-	}
-	w.close()
 	accepted1 := len(vm1.accepted)
-	if w, status, _ := e.tryUpgrade("/websockify?token=one", dialOpts{local: "127.0.0.51"}, 3*time.Second); w != nil {
+	if w, status, _ := e.tryUpgrade("/websockify?token=gone", dialOpts{local: "127.0.0.51"}, 3*time.Second); w != nil {
 		// An RFB failure after the 101 is allowed (--rfb-errors); reaching the VM is not.
-		w.waitClose(5 * time.Second)
+		t.Logf("removed token: 101, then %s", w.refusal(5*time.Second))
 		w.close()
 		if len(vm1.accepted) > accepted1 {
 			t.Errorf("the removed token still reached its VM")
