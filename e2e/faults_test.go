@@ -628,6 +628,7 @@ func testVMHalfCloses(t *testing.T, s *faultSuite) {
 	}
 	b.close()
 	e.settled(t, startFDs, 10*time.Second)
+	t.Logf("after: %s", e.figures())
 }
 
 // testVMNeverSpeaks: the VM accepts and never says a word: the browser can still close
@@ -1025,6 +1026,7 @@ func testOversizedHeadAndFrame(t *testing.T, s *faultSuite) {
 	}
 	w.close()
 	e.settled(t, startFDs, 10*time.Second)
+	t.Logf("after: %s", e.figures())
 }
 
 // testFrameViolations: every kind of bad frame gets its close code and the connection ends.
