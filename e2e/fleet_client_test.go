@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -351,4 +352,50 @@ func fleetEchoAll(clients []*fleetClient, tag string) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// rfbRefusal plays noVNC's part when the proxy answers as an RFB server
+// that refuses (--rfb-errors): it reads the server's version, sends its
+// own, and returns the reason of the empty security type list.
+func (c *fleetClient) rfbRefusal(within time.Duration) (string, error) {
+	var got []byte
+	next := func(n int) ([]byte, error) {
+		deadline := time.After(within)
+		for len(got) < n {
+			select {
+			case p := <-c.data:
+				got = append(got, p...)
+			case <-c.done:
+				return nil, fmt.Errorf("ended before the refusal: %s", c.end())
+			case <-deadline:
+				return nil, errors.New("no RFB refusal in time")
+			}
+		}
+		out := got[:n]
+		got = got[n:]
+		return out, nil
+	}
+	v, err := next(12)
+	if err != nil {
+		return "", err
+	}
+	if string(v) != "RFB 003.008\n" {
+		return "", fmt.Errorf("the session spoke %q, not an RFB refusal", v)
+	}
+	if err := c.writeFrame(ws.OpBinary, []byte("RFB 003.008\n")); err != nil {
+		return "", err
+	}
+	n, err := next(1)
+	if err != nil {
+		return "", err
+	}
+	if n[0] != 0 {
+		return "", fmt.Errorf("%d security types offered, not a refusal", n[0])
+	}
+	l, err := next(4)
+	if err != nil {
+		return "", err
+	}
+	reason, err := next(int(binary.BigEndian.Uint32(l)))
+	return string(reason), err
 }

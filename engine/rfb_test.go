@@ -287,7 +287,7 @@ func TestRecording(t *testing.T) {
 
 func TestRecordRequired(t *testing.T) {
 	vm := startSimVM(t, vncsim.Config{})
-	tf := tokenFile(t, "rec: " + vm.Addr().String() + " record\n")
+	tf := tokenFile(t, "rec: "+vm.Addr().String()+" record\n")
 	ts := startServer(t, func(c *Config, rc *routing.Config) {
 		c.RecordRequired = true // and no RecordDir: recording is impossible
 		rc.Sources = []routing.TokenSource{tf}
