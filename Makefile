@@ -9,7 +9,7 @@ BIN := bin
 DEMO_LISTEN ?= 127.0.0.1:6080
 DEMO_ADMIN ?= 127.0.0.1:6089
 DEMO_VM ?= 127.0.0.2:5901
-FUZZTIME ?= 20s
+FUZZTIME ?= 5m
 # Version stamping: `vncedge --version`, the start-up log line and
 # vncedge_build_info all carry VERSION and COMMIT; the container image is
 # tagged with VERSION and `make k8s-image` points the Kubernetes manifests

@@ -1,14 +1,41 @@
 #!/usr/bin/env bash
-# Runs every Fuzz* target in the module for the given time each.
+# Runs every Fuzz* target in the module for the given time each (make fuzz:
+# FUZZTIME, 5m by default) and prints a summary: executions, executions per
+# second and corpus size per target. New failing inputs land in the
+# package's testdata/fuzz as usual; the script exits 1 if any target failed.
+#
+# -fuzzminimizetime is bounded because minimizing a new input can stall a
+# target for a minute (go test's default is 60s per input): on a small box
+# that leaves the timed minutes nearly empty.
 set -euo pipefail
-fuzztime=${1:-20s}
+fuzztime=${1:-5m}
+parallel=${FUZZ_PARALLEL:-2}
+only=${FUZZ_ONLY:-}
 cd "$(dirname "$0")/.."
+out=${FUZZ_OUT:-artifacts/fuzz}
+mkdir -p "$out"
+summary=$out/summary.txt
+: >"$summary"
 status=0
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+		if [ -n "$only" ] && ! [[ " $only " == *" $target "* ]]; then
+			continue
+		fi
+		log=$out/${pkg//\//_}.$target.log
 		echo "fuzz: $pkg $target ($fuzztime)"
-		go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -parallel 2 || status=1
+		result=ok
+		go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 100x \
+			-parallel "$parallel" >"$log" 2>&1 || { result=FAILED; status=1; }
+		# The last progress line: "fuzz: elapsed: 5m0s, execs: N (R/sec), new interesting: K (total: T)"
+		last=$(grep -E '^fuzz: elapsed' "$log" | tail -1 || true)
+		execs=$(sed -nE 's/.*execs: ([0-9]+) .*/\1/p' <<<"$last")
+		rate=$(sed -nE 's/.*\(([0-9]+)\/sec\).*/\1/p' <<<"$last")
+		corpus=$(sed -nE 's/.*\(total: ([0-9]+)\).*/\1/p' <<<"$last")
+		printf '%-28s %-28s %-6s execs %-12s %-8s/s corpus %s\n' "${pkg#vncedge/}" "$target" "$result" \
+			"${execs:-?}" "${rate:-?}" "${corpus:-?}" | tee -a "$summary"
 	done
 done
+echo "summary in $summary"
 exit $status
