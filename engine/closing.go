@@ -64,6 +64,7 @@ func (s *session) closeVM() {
 		_ = s.vm.Close()
 		s.vm = nil
 	}
+	s.releaseVMTLS()
 	s.vmDrainBy = 0
 	s.vmPark.drop()
 }
@@ -115,7 +116,8 @@ func (s *session) onVMClose(c gnet.Conn, err error) {
 	if s.browser.c == nil {
 		// The browser socket is parked. gnet is about to free what the VM
 		// sent last, unread: keep it for the browser, and end after it.
-		if buf, _ := c.Peek(-1); len(buf) > 0 {
+		s.vmInbound(c)
+		if buf := s.vmPeek(c, -1); len(buf) > 0 {
 			s.vmPending = bytebufferpool.Get()
 			s.vmPending.B = append(s.vmPending.B[:0], buf...)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 
+	"vncedge/engine/tlsio"
 	"vncedge/routing"
 )
 
@@ -157,6 +158,7 @@ func (srv *Server) startDial(s *session) {
 		return
 	}
 	network, addr := s.target.Network(), s.target.DialAddr()
+	useTLS, tlsHost := s.target.TLS, vmServerName(s.target)
 	el := s.ls.el
 	ref := &s.vmRef
 	go func() {
@@ -165,6 +167,12 @@ func (srv *Server) startDial(s *session) {
 		t0 := time.Now()
 		nc, err := d.Dial(network, addr)
 		srv.met.dialSeconds.UpdateDuration(t0)
+		if err == nil && useTLS {
+			var t *tlsio.Conn
+			if t, err = srv.vmHandshakeTLS(context.Background(), nc, tlsHost); err == nil {
+				s.pendingVMTLS.Store(t) // vmOpened takes it on the loop
+			}
+		}
 		if err == nil {
 			var ch <-chan gnet.RegisteredResult
 			if ch, err = el.Enroll(gnet.NewContext(context.Background(), ref), nc); err != nil {
@@ -178,6 +186,18 @@ func (srv *Server) startDial(s *session) {
 			_ = el.Execute(context.Background(), srv.guarded(func() { s.onDialFailed(err) }))
 		}
 	}()
+}
+
+// vmServerName is the name a TLS VM's certificate must carry: the host
+// of the target as the grant named it (a DNS name or an IP literal).
+func vmServerName(t routing.Target) string {
+	if t.Unix != "" {
+		return "localhost"
+	}
+	if host, _, err := net.SplitHostPort(t.Grant.Target); err == nil && host != "" {
+		return host
+	}
+	return t.Addr.Addr().String()
 }
 
 // waitEnroll waits for an enroll's result; on success the socket's OnOpen

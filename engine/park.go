@@ -255,6 +255,12 @@ func (s *session) vmResumed(c gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	s.vm = c
+	if s.vmTLS != nil {
+		_ = s.vmTLS.SetSink(c)
+		if s.vmTLS.Buffered() > 0 {
+			_ = c.Wake(nil) // decrypted before the park
+		}
+	}
 	if s.inputHeld && s.browser.c != nil {
 		_ = s.browser.c.Wake(nil)
 	}

@@ -258,7 +258,7 @@ func (s *session) writeToVM(p []byte) bool {
 		return true
 	}
 	s.toVM += int64(len(p))
-	_, _ = s.vm.Write(p)
+	s.vmWrite(p)
 	s.lastActive = s.srv.now()
 	// A failed write closes the VM socket synchronously, inside Write.
 	if s.state != stRelaying || s.vm == nil {
@@ -311,13 +311,13 @@ func (s *session) onControl(op ws.OpCode, p []byte) {
 func (s *session) relayFromVM(c gnet.Conn) gnet.Action {
 	chunk := s.srv.cfg.ChunkSize
 	for {
-		n := c.InboundBuffered()
+		n := s.vmInbound(c)
 		if n == 0 {
 			break
 		}
-		buf, _ := c.Peek(min(n, chunk))
+		buf := s.vmPeek(c, min(n, chunk))
 		s.writeToBrowser(buf)
-		_, _ = c.Discard(len(buf))
+		s.vmDiscard(c, len(buf))
 		if s.state != stRelaying || s.browser.c == nil {
 			return gnet.None // the browser write failed; the session is ending
 		}
@@ -326,8 +326,11 @@ func (s *session) relayFromVM(c gnet.Conn) gnet.Action {
 			return gnet.None
 		}
 	}
-	if s.browser.c.OutboundBuffered() <= s.srv.tune.highWater || c.OutboundBuffered() > 0 {
-		return gnet.None // below the mark, or parking would drop bytes queued for the VM
+	if s.browser.c.OutboundBuffered() <= s.srv.tune.highWater || c.OutboundBuffered() > 0 || c.InboundBuffered() > 0 {
+		return gnet.None // below the mark, or parking would drop bytes queued for or from the VM
+	}
+	if s.vmTLS != nil {
+		_ = s.vmTLS.SetSink(nil)
 	}
 	return s.park(c, &s.vmPark)
 }

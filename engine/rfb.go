@@ -113,13 +113,12 @@ func (s *session) rfbFromVM(c gnet.Conn) gnet.Action {
 	if hs.vm.Done() {
 		return gnet.None // ServerInit waits for the browser's ClientInit
 	}
-	buf, _ := c.Peek(-1)
+	s.vmInbound(c) // a TLS VM: decrypt what arrived
+	buf := s.vmPeek(c, -1)
 	n, err := hs.vm.Feed(buf)
-	if n > 0 {
-		_, _ = c.Discard(n)
-	}
+	s.vmDiscard(c, n)
 	if hs.vm.Pending() > 0 && s.vm != nil {
-		_, _ = s.vm.Write(hs.vm.AppendOutput(hs.out[:0]))
+		s.vmWrite(hs.vm.AppendOutput(hs.out[:0]))
 	}
 	switch {
 	case err != nil:

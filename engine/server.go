@@ -146,17 +146,20 @@ func New(cfg Config) (*Server, error) {
 	s.met.registerServer(s)
 	s.met.set.NewGauge("vncedge_queued_bytes", func() float64 { return float64(s.queuedTotal()) })
 	s.maxHandshakes = cfg.MaxHandshakes
-	if cfg.TLSListen != "" {
-		tcfg := cfg.TLS
-		if tcfg.HandshakeTimeout == 0 {
-			tcfg.HandshakeTimeout = cfg.HandshakeTimeout
-		}
-		store, err := tlsio.NewStore(tcfg)
-		if err != nil {
-			return nil, fmt.Errorf("engine config: tls: %w", err)
-		}
-		s.tlsStore, s.tlsPool = store, tlsio.NewPool(tcfg)
+	// The TLS store and pool serve both the TLS listener and TLS to VMs
+	// (grants with the tls option), so they exist without --tls-listen too.
+	tcfg := tlsDefaults(cfg.TLS)
+	if tcfg.HandshakeTimeout == 0 {
+		tcfg.HandshakeTimeout = cfg.HandshakeTimeout
 	}
+	if err := tcfg.Validate(); err != nil {
+		return nil, fmt.Errorf("engine config: tls: %w", err)
+	}
+	store, err := tlsio.NewStore(tcfg)
+	if err != nil {
+		return nil, fmt.Errorf("engine config: tls: %w", err)
+	}
+	s.tlsStore, s.tlsPool = store, tlsio.NewPool(tcfg)
 	s.registerTLSMetrics()
 	recStats := recorder.NewStats(s.met.set) // the series exist without recording too
 	if cfg.RecordDir != "" {
@@ -289,7 +292,7 @@ func (s *Server) Serve() error {
 	go func() { s.listenersDone.Wait(); close(s.enrolls) }()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
-	if s.tlsStore != nil {
+	if len(s.cfg.TLS.Certs) > 0 || s.cfg.TLS.UpstreamCA != "" {
 		go s.tlsStore.Watch(watchCtx, s.log)
 	}
 	s.log.Info("vncedge listening", "listen", s.Addr(), "tls_listen", s.TLSAddr(), "admin", s.AdminAddr(),
@@ -488,4 +491,29 @@ func (s *Server) trimMemory() {
 		defer s.trimming.Store(false)
 		debug.FreeOSMemory()
 	}()
+}
+
+// tlsDefaults fills the TLS settings a Config built by hand (not from
+// DefaultConfig) left at zero.
+func tlsDefaults(c tlsio.Config) tlsio.Config {
+	d := tlsio.DefaultConfig()
+	if c.MinVersion == 0 {
+		c.MinVersion = d.MinVersion
+	}
+	if c.HandshakeWorkers == 0 {
+		c.HandshakeWorkers = d.HandshakeWorkers
+	}
+	if c.HandshakeQueue == 0 {
+		c.HandshakeQueue = d.HandshakeQueue
+	}
+	if c.MaxClientHello == 0 {
+		c.MaxClientHello = d.MaxClientHello
+	}
+	if c.MaxHandshakeInput == 0 {
+		c.MaxHandshakeInput = d.MaxHandshakeInput
+	}
+	if c.WatchInterval == 0 {
+		c.WatchInterval = d.WatchInterval
+	}
+	return c
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
+	"vncedge/engine/tlsio"
 	"vncedge/routing"
 	"vncedge/wsframe"
 )
@@ -205,8 +207,10 @@ type session struct {
 	entered int64 // when state was entered (coarse clock)
 	tracking
 
-	browser             browserConn // browser socket; its conn is nil once closed or while parked
-	vm                  gnet.Conn   // VM socket; nil before enroll, while parked, after close
+	browser             browserConn                // browser socket; its conn is nil once closed or while parked
+	vm                  gnet.Conn                  // VM socket; nil before enroll, while parked, after close
+	vmTLS               *tlsio.Conn                // its TLS layer, for grants with the tls option (vmtls.go)
+	pendingVMTLS        atomic.Pointer[tlsio.Conn] // handed over by the dial goroutine
 	browserRef, vmRef   connRef
 	browserPark, vmPark park
 
@@ -337,6 +341,9 @@ func (s *session) onVMTraffic(c gnet.Conn) gnet.Action {
 		_, _ = c.Discard(-1) // closing: the VM's last words have nowhere to go
 		return gnet.None
 	}
+	if c == s.vm && s.vmTLS != nil && !s.vmIn(c) && s.vmTLS.Buffered() == 0 {
+		return gnet.Close // the VM's TLS ended: its close_notify, or a bad record
+	}
 	if c == s.vm && s.state == stRFB {
 		return s.rfbFromVM(c)
 	}
@@ -366,6 +373,7 @@ func (s *session) onEnrolled(c gnet.Conn, vm bool) gnet.Action {
 			return gnet.Close // the browser left while we dialled
 		}
 		s.vm = c
+		s.vmOpened(c)
 		if s.wantsRFB() {
 			s.startRFB()
 		} else {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"vncedge/bench/vncsim"
 	"vncedge/engine/tlsio"
 	"vncedge/routing"
 )
@@ -81,7 +82,7 @@ func (ca *testCA) issue(t *testing.T, cn string, client bool) (certFile, keyFile
 	} else {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		tmpl.DNSNames = []string{cn}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("127.0.0.2")}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -325,5 +326,71 @@ func TestTLSSlowReaderBounded(t *testing.T) {
 			t.Fatalf("bytes at %d differ", got)
 		}
 		got += int64(len(p))
+	}
+}
+
+// startTLSVM runs a VM behind TLS: a certificate for 127.0.0.1 from ca,
+// and the simulated RFB server (or an echo when cfg is nil) inside.
+func startTLSVM(t *testing.T, ca *testCA, sim *vncsim.Config) net.Addr {
+	t.Helper()
+	certFile, keyFile, _ := ca.issue(t, "vm.test", false)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.2:0", &tls.Config{Certificates: []tls.Certificate{pair}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sim != nil {
+		vm, err := vncsim.Serve(ln, *sim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = vm.Close() })
+		return ln.Addr()
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	return ln.Addr()
+}
+
+func TestTLSToVM(t *testing.T) {
+	ca := newTestCA(t)
+	echo := startTLSVM(t, ca, nil)
+	sim := startTLSVM(t, ca, &vncsim.Config{Password: "pw", Name: "tls-vm"})
+	pw := writeFile(t, "pw", "pw\n")
+	other := newTestCA(t)
+	tf := tokenFile(t, "echo: "+echo.String()+" tls\nsim: "+sim.String()+" tls password-file="+pw+"\n")
+	ts := startServer(t, func(c *Config, rc *routing.Config) {
+		c.TLS.UpstreamCA = filepath.Join(ca.dir, "ca.pem")
+		rc.Sources = []routing.TokenSource{tf}
+	})
+	c := mustDialWS(t, ts.url+"/websockify?token=echo")
+	msg := bytes.Repeat([]byte("tls to the vm "), 20000)
+	go c.writeFrame(true, ws.OpBinary, msg)
+	if got := c.readData(len(msg), 10*time.Second); !bytes.Equal(got, msg) {
+		t.Fatal("the echo over TLS to the VM differs")
+	}
+	// Credential injection through TLS to a VNC server.
+	v := mustDialWS(t, ts.url+"/websockify?token=sim")
+	if name := v.rfbLogin(); name != "tls-vm" {
+		t.Fatalf("ServerInit over TLS: %q", name)
+	}
+	// A VM whose certificate the proxy cannot verify is not reached.
+	ts2 := startServer(t, func(c *Config, rc *routing.Config) {
+		c.TLS.UpstreamCA = filepath.Join(other.dir, "ca.pem")
+		rc.Sources = []routing.TokenSource{tf}
+	})
+	if r := mustDialWS(t, ts2.url+"/websockify?token=echo").rfbRefusal(); r != "this VM is not reachable right now" {
+		t.Fatalf("an unverifiable VM: refusal %q", r)
 	}
 }
