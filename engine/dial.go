@@ -163,7 +163,10 @@ func (srv *Server) startDial(s *session) {
 	ref := &s.vmRef
 	go func() {
 		defer srv.releaseSetup()
-		d := net.Dialer{Timeout: srv.cfg.ConnectTimeout}
+		// No TCP keepalive (four setsockopt calls per dial): a VM that
+		// vanishes is found by the relay (a write fails, the park check
+		// sees the reset) or by the browser's ping timing out.
+		d := net.Dialer{Timeout: srv.cfg.ConnectTimeout, KeepAlive: -1}
 		t0 := time.Now()
 		nc, err := d.Dial(network, addr)
 		srv.met.dialSeconds.UpdateDuration(t0)

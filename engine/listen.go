@@ -35,7 +35,10 @@ type listener struct {
 }
 
 func (srv *Server) listen(addr string) (*listener, error) {
-	var lc net.ListenConfig
+	// No TCP keepalive on browser sockets: the engine's own ping and pong
+	// deadline find dead browsers, and Go's default (15 s) costs four
+	// setsockopt calls per accepted connection.
+	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err

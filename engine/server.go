@@ -262,7 +262,9 @@ func (s *Server) Serve() error {
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithTicker(true),
-		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		// TCP_NODELAY is on already: Go sets it on every socket it accepts
+		// or dials, and gnet's copy is the same socket.
+		gnet.WithTCPNoDelay(gnet.TCPDelay),
 		gnet.WithReadBufferCap(s.cfg.ReadBufferCap),
 		gnet.WithLogger(gnetLogger{s.log}),
 	}
