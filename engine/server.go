@@ -299,6 +299,10 @@ func (s *Server) Serve() error {
 	}
 	s.log.Info("vncedge listening", "listen", s.Addr(), "tls_listen", s.TLSAddr(), "admin", s.AdminAddr(),
 		"descriptor_budget", s.fds.limit, "max_handshakes", s.maxHandshakes)
+	if s.adminLn != nil && s.adminToken.Load() == nil && !isLoopback(s.adminLn.Addr()) {
+		s.log.Warn("the admin listener is not on loopback and has no --admin-token-file: anyone who reaches it can list, end and revoke sessions",
+			"admin", s.AdminAddr())
+	}
 	if s.fds.limit < 64 {
 		s.log.Warn("descriptor budget is tiny: raise the open files limit (ulimit -n, LimitNOFILE=) or lower --fd-reserve",
 			"descriptor_budget", s.fds.limit)
@@ -518,4 +522,10 @@ func tlsDefaults(c tlsio.Config) tlsio.Config {
 		c.WatchInterval = d.WatchInterval
 	}
 	return c
+}
+
+// isLoopback reports whether a listener's address is a loopback one.
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }

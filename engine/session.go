@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -402,7 +403,7 @@ func (s *session) startRelay() {
 		slog.String("route", s.route.Kind.String()), slog.String("target", s.target.Name),
 		slog.String("upstream", s.target.Key()), slog.String("token", s.tokenHash),
 		slog.String("protocol", s.mode.String()), slog.Bool("rfb", s.rfb != nil || s.hs != nil),
-		slog.Bool("view_only", s.rfb != nil && s.rfb.viewOnly))
+		slog.Bool("view_only", s.rfb != nil && s.rfb.viewOnly), s.tlsAttr())
 	if c := s.browser.c; c != nil && c.InboundBuffered() > 0 {
 		_ = c.Wake(nil) // frames that arrived with or right after the upgrade
 	}
@@ -564,3 +565,18 @@ func (s *session) checkRelaying(now int64) {
 var pingFrame = wsframe.AppendFrame(nil, true, ws.OpPing, nil)
 
 func (s *session) browserSocket() gnet.Conn { return s.browser.c }
+
+// tlsAttr describes the browser's TLS for the session open line: version,
+// and the verified client certificate's subject (--tls-client-ca).
+func (s *session) tlsAttr() slog.Attr {
+	t := s.browser.tls
+	if t == nil {
+		return slog.Attr{}
+	}
+	cs := t.ConnectionState()
+	attrs := []any{slog.String("version", tls.VersionName(cs.Version))}
+	if subject := t.PeerSubject(); subject != "" {
+		attrs = append(attrs, slog.String("client_subject", subject))
+	}
+	return slog.Group("tls", attrs...)
+}

@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -267,9 +268,11 @@ func TestTLSCertificateReload(t *testing.T) {
 func TestTLSClientCertificates(t *testing.T) {
 	ca := newTestCA(t)
 	echo := startEcho(t, "127.0.0.2:0", nil)
+	var logs syncBuffer
 	ts, _, _ := startTLSServer(t, ca, func(c *Config, _ *routing.Config) {
 		c.TLS.ClientCA = filepath.Join(ca.dir, "ca.pem")
 		c.TLS.ClientCNs = []string{"alice*"}
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 	certFile, keyFile, _ := ca.issue(t, "alice.ops", true)
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -281,6 +284,9 @@ func TestTLSClientCertificates(t *testing.T) {
 	if _, err := dialWSS(t, ts, "/vnc/"+echo.addr(), cfg); err != nil {
 		t.Fatalf("a client certificate from the CA with an allowed CN: %v", err)
 	}
+	waitUntil(t, 5*time.Second, "the client's subject in the session log", func() bool {
+		return strings.Contains(logs.String(), `tls.client_subject="CN=alice.ops"`)
+	})
 	if _, err := dialWSS(t, ts, "/vnc/"+echo.addr(), ca.clientConfig()); err == nil {
 		t.Fatal("no client certificate: the upgrade succeeded")
 	}
