@@ -23,7 +23,6 @@ type browserConn struct {
 	tls     *tlsio.Conn // nil for plain connections
 	tlsErr  error       // the TLS layer's end (io.EOF for close_notify), once its plaintext is read
 	closeBy int64       // when a graceful close gives up (coarse clock); 0 while open
-	iov     [2][]byte
 }
 
 // inbound is how many input bytes are ready to be read with peek.
@@ -89,20 +88,16 @@ func (b *browserConn) write(p []byte) {
 
 // writev sends a frame header and its payload in one system call (plain)
 // or one record (TLS); payload is never copied by us and not kept after.
-func (b *browserConn) writev(hdr, payload []byte) {
+// iov is the loop's scratch (loopState.iov): a local array would escape
+// into the interface call and cost an allocation per frame.
+func (b *browserConn) writev(iov *[2][]byte, hdr, payload []byte) {
+	*iov = [2][]byte{hdr, payload}
 	if b.tls != nil {
-		b.writevTLS(hdr, payload)
-		return
+		_, _ = b.tls.Writev(iov[:])
+	} else {
+		_, _ = b.c.Writev(iov[:])
 	}
-	b.iov = [2][]byte{hdr, payload}
-	_, _ = b.c.Writev(b.iov[:])
-	b.iov = [2][]byte{} // do not keep gnet's buffer reachable
-}
-
-func (b *browserConn) writevTLS(hdr, payload []byte) {
-	b.iov = [2][]byte{hdr, payload}
-	_, _ = b.tls.Writev(b.iov[:])
-	b.iov = [2][]byte{}
+	*iov = [2][]byte{} // do not keep gnet's buffer reachable
 }
 
 // writeRaw writes bytes that are not the connection's payload stream: a

@@ -27,8 +27,8 @@ func (s *session) queuedBytes() int64 {
 	if s.vm != nil {
 		n += s.vm.InboundBuffered() + s.vm.OutboundBuffered()
 	}
-	if s.vmPending != nil {
-		n += len(s.vmPending.B)
+	if s.vmEnd != nil && s.vmEnd.pending != nil {
+		n += len(s.vmEnd.pending.B)
 	}
 	return int64(n)
 }

@@ -123,12 +123,12 @@ func (s *session) onVMClose(c gnet.Conn, err error) {
 	if s.browser.c == nil {
 		// The browser socket is parked. gnet is about to free what the VM
 		// sent last, unread: keep it for the browser, and end after it.
+		s.vmEnd = &vmEnding{err: err}
 		s.vmInbound(c)
 		if buf := s.vmPeek(c, -1); len(buf) > 0 {
-			s.vmPending = bytebufferpool.Get()
-			s.vmPending.B = append(s.vmPending.B[:0], buf...)
+			s.vmEnd.pending = bytebufferpool.Get()
+			s.vmEnd.pending.B = append(s.vmEnd.pending.B[:0], buf...)
 		}
-		s.vmEnded, s.vmEndErr = true, err
 		s.resume(&s.browserPark, &s.browserRef)
 		return
 	}
@@ -138,16 +138,17 @@ func (s *session) onVMClose(c gnet.Conn, err error) {
 // deliverVMEnd completes a VM end that happened while the browser socket
 // was parked, now that it is back.
 func (s *session) deliverVMEnd() {
-	if !s.vmEnded {
+	e := s.vmEnd
+	if e == nil {
 		return
 	}
-	if s.vmPending != nil {
-		s.writeChunked(s.vmPending.B)
-		bytebufferpool.Put(s.vmPending)
-		s.vmPending = nil
+	s.vmEnd = nil
+	if e.pending != nil {
+		s.writeChunked(e.pending.B)
+		bytebufferpool.Put(e.pending)
 	}
 	if s.state == stRelaying {
-		s.endForVM(s.vmEndErr)
+		s.endForVM(e.err)
 	}
 }
 

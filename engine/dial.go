@@ -28,7 +28,7 @@ var errSetupTimeout = errors.New("connect did not complete in time")
 // token stores and DNS may block: a goroutine hop per setup is what the
 // fast path saves.
 func (srv *Server) startResolve(s *session) {
-	tgt, err := srv.router.ResolveFast(s.route)
+	tgt, err := srv.router.ResolveFast(s.setup.route)
 	if !errors.Is(err, routing.ErrWouldBlock) {
 		s.onResolved(tgt, err)
 		return
@@ -37,7 +37,7 @@ func (srv *Server) startResolve(s *session) {
 		s.failSetup(rejectCapacity, "too many sessions being set up (MaxPendingSetups)")
 		return
 	}
-	rt := s.route
+	rt := s.setup.route
 	el := s.ls.el
 	go func() {
 		defer srv.releaseSetup()
@@ -81,7 +81,7 @@ func (s *session) onResolved(tgt routing.Target, err error) {
 		s.failSetupStatus(why, status, detail)
 		return
 	}
-	s.target = tgt
+	s.setup.target, s.targetName = tgt, tgt.Name
 	if s.srv.cfg.TokenExpiryCloses && !tgt.Expires.IsZero() {
 		s.expiresAt = max(int64(tgt.Expires.Sub(s.srv.epoch)), 1)
 	}
@@ -118,7 +118,7 @@ func (s *session) rejectInRFB(why rejectReason, status int, detail string) {
 	srv := s.srv
 	srv.met.upgradesFailed[why].Inc()
 	srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upgrade rejected",
-		slog.String("client", s.remote), slog.String("route", s.route.Kind.String()),
+		slog.String("client", s.remote), slog.String("route", s.routeKind.String()),
 		slog.String("token", s.tokenHash), slog.Int("status", status), slog.String("answer", "rfb"),
 		slog.String("reason", why.String()), slog.String("detail", detail))
 	s.setupRefused = true
@@ -129,7 +129,7 @@ func (s *session) failSetupStatus(why rejectReason, status int, detail string) {
 	srv := s.srv
 	srv.met.upgradesFailed[why].Inc()
 	srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upgrade rejected",
-		slog.String("client", s.remote), slog.String("route", s.route.Kind.String()),
+		slog.String("client", s.remote), slog.String("route", s.routeKind.String()),
 		slog.String("token", s.tokenHash), slog.Int("status", status),
 		slog.String("reason", why.String()), slog.String("detail", detail))
 	s.to(stClosed)
@@ -157,8 +157,9 @@ func (srv *Server) startDial(s *session) {
 		s.failSetup(rejectCapacity, "too many sessions being set up (MaxPendingSetups)")
 		return
 	}
-	network, addr := s.target.Network(), s.target.DialAddr()
-	useTLS, tlsHost := s.target.TLS, vmServerName(s.target)
+	tgt := &s.setup.target
+	network, addr := tgt.Network(), tgt.DialAddr()
+	useTLS, tlsHost := tgt.TLS, vmServerName(*tgt)
 	el := s.ls.el
 	ref := &s.vmRef
 	go func() {
@@ -234,8 +235,8 @@ func (s *session) onDialFailed(err error) {
 		return
 	}
 	s.srv.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream dial failed",
-		slog.String("session", s.id), slog.String("target", s.target.Name),
-		slog.String("upstream", s.target.Key()), slog.String("error", err.Error()))
+		slog.String("session", s.id), slog.String("target", s.targetName),
+		slog.String("upstream", s.slots.vm), slog.String("error", err.Error()))
 	if s.srv.cfg.RFBErrors {
 		s.refuse(reasonDialFailed, "this VM is not reachable right now")
 		return

@@ -32,7 +32,7 @@ type httpConn struct {
 	remote    string     // the client's address as logged
 	clientKey netip.Addr // the address per-client limits count against; invalid when none is known
 	slots     slots
-	started   time.Time
+	started   int64 // UnixNano
 	proxyDone bool  // the PROXY protocol header was read (--proxy-protocol)
 	closing   bool  // a last response is draining; nothing more is read
 	deadline  int64 // reading: when the request head must be complete
@@ -47,7 +47,7 @@ type httpConn struct {
 // the slots admission gave it (listen.go).
 func newHTTPConn(ls *loopState, c gnet.Conn, mark *acceptMark) *httpConn {
 	srv := ls.srv
-	h := &httpConn{ls: ls, srv: srv, browser: browserConn{c: c}, started: time.Now(),
+	h := &httpConn{ls: ls, srv: srv, browser: browserConn{c: c}, started: time.Now().UnixNano(),
 		tracking: tracking{slot: -1}, clientKey: mark.peer,
 		slots: slots{fds: 1, handshake: true, hsClient: mark.peer}}
 	if mark.tls {
@@ -170,7 +170,7 @@ func (h *httpConn) onTraffic(c gnet.Conn) gnet.Action {
 			hdr, body := site.Respond(string(head.method), string(head.target), string(head.ifNoneMatch), head.closeConn)
 			srv.met.staticResponses.Inc()
 			if body != nil {
-				h.browser.writev(hdr, body)
+				h.browser.writev(&h.ls.iov, hdr, body)
 			} else {
 				h.browser.write(hdr)
 			}

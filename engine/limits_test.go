@@ -62,3 +62,34 @@ func TestTrimMemoryTrigger(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestTrimAfterBurstSettles: a burst of new sessions that then holds still
+// for settleTicks trims once (the setups' garbage goes back to the kernel);
+// a count that keeps moving does not.
+func TestTrimAfterBurstSettles(t *testing.T) {
+	srv := fuzzServer(t)
+	for range 300 {
+		srv.limits.acquireSession()
+	}
+	for range settleTicks {
+		srv.trimMemory()
+		if srv.trimming.Load() {
+			t.Fatal("trimmed before the count settled")
+		}
+	}
+	srv.trimMemory()
+	if !srv.trimming.Load() && srv.settleBase != 300 {
+		t.Fatal("a settled burst of 300 sessions was not trimmed")
+	}
+	for deadline := time.Now().Add(10 * time.Second); srv.trimming.Load(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("trim did not finish")
+		}
+	}
+	for range 3 * settleTicks {
+		srv.trimMemory()
+	}
+	if srv.trimming.Load() || srv.settleBase != 300 {
+		t.Fatal("trimmed again without a new burst")
+	}
+}

@@ -5,6 +5,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+
+	"vncedge/wsframe"
 )
 
 // loopState is what one event loop owns: its sessions and HTTP
@@ -20,6 +22,11 @@ type loopState struct {
 	waiting  []waiter
 	pending  atomic.Int32 // len(waiting), readable off the loop
 	queued   atomic.Int64 // bytes gnet held for this loop's sockets at the last sweep (budget.go)
+
+	// Scratch for frame headers and vectored writes, shared by the loop's
+	// sessions (one goroutine, used and cleared within one call).
+	hdr [wsframe.MaxHeaderSize]byte
+	iov [2][]byte
 
 	sweepRunnable    gnet.Runnable
 	pollRunnable     gnet.Runnable

@@ -291,7 +291,6 @@ func (s *session) browserResumed(c gnet.Conn) gnet.Action {
 		s.heldSince = s.srv.now()
 		s.ls.wait(s)
 	}
-	s.lastRecv = s.srv.now()
 	s.deliverVMEnd()
 	if s.state == stRelaying && s.vm != nil && s.vm.InboundBuffered() > 0 {
 		_ = s.vm.Wake(nil) // what the VM sent while the browser was parked

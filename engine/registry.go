@@ -8,20 +8,18 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
 )
 
-// The session registry: a process-wide index from session id to session,
-// so the admin API reaches one session with one Execute on its loop, and
-// listing gathers a snapshot from every loop the same way. Only the
-// session's loop (immutable after creation) is read off the loop; every
-// other field is read or changed by a runnable on that loop.
-type registry struct{ byID sync.Map } // id -> *session
-
-func (r *registry) add(s *session)    { r.byID.Store(s.id, s) }
-func (r *registry) remove(s *session) { r.byID.CompareAndDelete(s.id, s) }
+// The admin API's view of sessions. There is no process-wide index of
+// sessions: every request (list, close one, drain a VM) runs on every loop
+// with Execute and looks through that loop's sessions, which costs the
+// loops a few microseconds per thousand sessions per request and costs an
+// idle session nothing (a global map was 128 bytes per session and a lock
+// on every setup and end).
 
 // SessionInfo is one session as the admin API shows it.
 type SessionInfo struct {
@@ -41,10 +39,10 @@ type SessionInfo struct {
 
 func (s *session) info() SessionInfo {
 	return SessionInfo{
-		ID: s.id, Client: s.remote, Route: s.route.Kind.String(), Target: s.target.Name,
+		ID: s.id, Client: s.remote, Route: s.routeKind.String(), Target: s.targetName,
 		VM: s.slots.vm, Token: s.tokenHash, State: s.state.String(),
-		ViewOnly: s.target.ViewOnly, Recording: s.target.Record,
-		BytesToVM: s.toVM, BytesToBrowser: s.toBrowser, Started: s.started.UTC(),
+		ViewOnly: s.rfb != nil && s.rfb.viewOnly, Recording: s.rfb != nil && s.rfb.rec != nil,
+		BytesToVM: s.toVM, BytesToBrowser: s.toBrowser, Started: time.Unix(0, s.started).UTC(),
 	}
 }
 
@@ -77,7 +75,7 @@ func (srv *Server) Sessions(ctx context.Context, target, tokenHash string) ([]Se
 	err := srv.onLoops(ctx, 2*time.Second, func(ls *loopState) {
 		ls.sessions.each(func(s *session) {
 			if s.state >= stClosed || (tokenHash != "" && s.tokenHash != tokenHash) ||
-				(target != "" && s.slots.vm != target && s.target.Name != target) {
+				(target != "" && s.slots.vm != target && s.targetName != target) {
 				return
 			}
 			in := s.info()
@@ -95,34 +93,22 @@ func (srv *Server) Sessions(ctx context.Context, target, tokenHash string) ([]Se
 // CloseSession ends one session with 1008 "closed by operator"; false
 // means there is no such session.
 func (srv *Server) CloseSession(ctx context.Context, id string) (bool, error) {
-	v, ok := srv.registry.byID.Load(id)
-	if !ok {
-		return false, nil
-	}
-	s := v.(*session)
-	found := make(chan bool, 1)
-	err := s.ls.el.Execute(ctx, srv.guarded(func() {
-		if s.state >= stClosing {
-			found <- s.state == stClosing
-			return
-		}
-		srv.log.Info("session closed by operator", "session", s.id, "client", s.remote)
-		if s.state == stResolving {
-			s.failSetup(rejectForbidden, "closed by operator during setup")
-		} else {
-			s.closeWith(ws.StatusPolicyViolation, reasonOperator, "closed by operator")
-		}
-		found <- true
-	}))
-	if err != nil {
-		return false, err
-	}
-	select {
-	case ok := <-found:
-		return ok, nil
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
+	var found atomic.Bool
+	err := srv.onLoops(ctx, 2*time.Second, func(ls *loopState) {
+		ls.sessions.each(func(s *session) {
+			if s.id != id || s.state >= stClosing {
+				return
+			}
+			found.Store(true)
+			srv.log.Info("session closed by operator", "session", s.id, "client", s.remote)
+			if s.state == stResolving {
+				s.failSetup(rejectForbidden, "closed by operator during setup")
+			} else {
+				s.closeWith(ws.StatusPolicyViolation, reasonOperator, "closed by operator")
+			}
+		})
+	})
+	return found.Load(), err
 }
 
 // vmKeys turns an operator's "host:port" or "unix:/path" into the VM keys

@@ -339,13 +339,15 @@ func (s *session) relayFromVM(c gnet.Conn) gnet.Action {
 func (s *session) writeToBrowser(p []byte) {
 	if s.mode == modeBase64 {
 		bb := bytebufferpool.Get()
-		bb.B = append(bb.B[:0], s.hdr[:wsframe.PutHeader(s.hdr[:], true, ws.OpText, wsframe.Base64EncodedLen(len(p)))]...)
+		hdr := &s.ls.hdr
+		bb.B = append(bb.B[:0], hdr[:wsframe.PutHeader(hdr[:], true, ws.OpText, wsframe.Base64EncodedLen(len(p)))]...)
 		bb.B = wsframe.AppendBase64(bb.B, p)
 		s.browser.write(bb.B)
 		bytebufferpool.Put(bb)
 	} else {
-		n := wsframe.PutHeader(s.hdr[:], true, ws.OpBinary, len(p))
-		s.browser.writev(s.hdr[:n], p)
+		hdr := &s.ls.hdr
+		n := wsframe.PutHeader(hdr[:], true, ws.OpBinary, len(p))
+		s.browser.writev(&s.ls.iov, hdr[:n], p)
 	}
 	s.toBrowser += int64(len(p))
 	s.lastActive = s.srv.now()

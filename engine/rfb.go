@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -52,24 +53,34 @@ type rfbSession struct {
 	rec      *recorder.Recording // its recording, from the end of the handshakes on
 }
 
-// rfbPolicy is what the grant and the flags ask of one session.
+// rfbPolicy is what the grant and the flags ask of one session. The
+// password is the session's own copy (the caller clears it when done): the
+// --vnc-password-file slice is shared by every session and must survive.
 func (s *session) rfbPolicy() (password []byte, viewOnly bool) {
-	if p := s.target.Password; p != "" {
+	if p := s.setup.target.Password; p != "" {
 		password = []byte(p)
 	} else if p := s.srv.vncPassword.Load(); p != nil {
-		password = *p
+		password = bytes.Clone(*p)
 	}
-	viewOnly = s.target.ViewOnly || s.srv.cfg.ViewOnly
+	viewOnly = s.setup.target.ViewOnly || s.srv.cfg.ViewOnly
 	return password, viewOnly
 }
 
+// hasPassword reports whether the proxy holds a VNC password for the session.
+func (s *session) hasPassword() bool {
+	if s.setup.target.Password != "" {
+		return true
+	}
+	p := s.srv.vncPassword.Load()
+	return p != nil && len(*p) > 0
+}
+
 // wantsRecording reports whether the grant or the flags ask to record.
-func (s *session) wantsRecording() bool { return s.srv.cfg.RecordAll || s.target.Record }
+func (s *session) wantsRecording() bool { return s.srv.cfg.RecordAll || s.setup.target.Record }
 
 // wantsRFB reports whether the session terminates RFB at the proxy.
 func (s *session) wantsRFB() bool {
-	pw, viewOnly := s.rfbPolicy()
-	return len(pw) > 0 || viewOnly || s.wantsRecording()
+	return s.hasPassword() || s.setup.target.ViewOnly || s.srv.cfg.ViewOnly || s.wantsRecording()
 }
 
 // startRFB runs once the VM socket is on the loop: the 101 goes out and the
@@ -234,14 +245,14 @@ func (s *session) startRecording() bool {
 	if srv.recorder == nil {
 		err = errors.New("the grant asks to record, but no --record-dir is set")
 	} else {
-		s.rfb.rec, err = srv.recorder.Start(recorder.Session{ID: s.id, Target: s.target.Name,
+		s.rfb.rec, err = srv.recorder.Start(recorder.Session{ID: s.id, Target: s.targetName,
 			Begin: time.Now(), Input: srv.cfg.RecordInput})
 	}
 	if err == nil {
 		return true
 	}
 	srv.log.LogAttrs(context.Background(), slog.LevelWarn, "recording not started",
-		slog.String("session", s.id), slog.String("target", s.target.Name), slog.String("error", err.Error()))
+		slog.String("session", s.id), slog.String("target", s.targetName), slog.String("error", err.Error()))
 	if srv.cfg.RecordRequired {
 		s.refuse(reasonRecordFailed, "this session must be recorded, and recording is not possible now")
 		return false
@@ -278,8 +289,8 @@ func (s *session) endRecording() {
 // server at all, to noVNC, and logs why (never the password).
 func (s *session) vmHandshakeFailed(err error) {
 	s.srv.log.LogAttrs(context.Background(), slog.LevelWarn, "VM handshake failed",
-		slog.String("session", s.id), slog.String("target", s.target.Name),
-		slog.String("vm", s.target.Key()), slog.String("error", err.Error()))
+		slog.String("session", s.id), slog.String("target", s.targetName),
+		slog.String("vm", s.slots.vm), slog.String("error", err.Error()))
 	s.refuse(reasonVMHandshake, vmFailureReason(err))
 }
 

@@ -129,6 +129,15 @@ func TestVNCPasswordFileForEveryVM(t *testing.T) {
 	if msg := c.rfbData(1); msg[0] != rfb.MsgFramebufferUpdate {
 		t.Fatalf("first server message type %d, want a FramebufferUpdate", msg[0])
 	}
+	// The file's password serves every session, not just the first: sessions
+	// must not wipe the shared copy when they are done with theirs.
+	for i := 2; i <= 3; i++ {
+		c := mustDialWS(t, ts.url+"/vnc/"+vm.Addr().String())
+		c.rfbLogin()
+	}
+	if st := vm.Stats(); st.Handshakes != 3 || st.AuthFailures != 0 {
+		t.Fatalf("VM saw %d handshakes, %d auth failures; want 3, 0", st.Handshakes, st.AuthFailures)
+	}
 }
 
 func TestWrongVNCPasswordExplained(t *testing.T) {

@@ -53,7 +53,6 @@ type Server struct {
 	clients       *clientLimits
 	staticQueued  atomic.Int64 // static response bytes gnet holds for slow readers
 
-	registry    registry               // session id -> session (registry.go)
 	drainedVMs  sync.Map               // VM key -> struct{}: refused until undrained
 	adminToken  atomic.Pointer[string] // --admin-token-file's bearer token; nil when off
 	vncPassword atomic.Pointer[[]byte] // --vnc-password-file; nil when off. Never logged.
@@ -74,6 +73,9 @@ type Server struct {
 	// peakSessions and trimming drive trimMemory (ticker goroutine only,
 	// plus the trim goroutine clearing trimming).
 	peakSessions int64
+	settleLast   int64 // sessions at the last tick
+	settleTicks  int   // ticks they have stayed at settleLast
+	settleBase   int64 // sessions at the last trim
 	trimming     atomic.Bool
 
 	nextID   atomic.Uint64
@@ -478,21 +480,34 @@ func (s *Server) nextSessionID() string {
 // makes the server hand freed memory back to the kernel.
 const trimAfter = 256
 
-// trimMemory returns freed heap to the kernel after many sessions ended.
-// Go does so by itself only after a GC cycle and the background scavenger,
-// and an idle proxy allocates nothing that would trigger one, so without
-// this a box that served a burst of sessions would keep their memory.
-// Runs on the ticker goroutine.
+// settleTicks is how long (in ticks, 2 s) the number of sessions must stay
+// put after growing by trimAfter before the server trims once.
+const settleTicks = 8
+
+// trimMemory returns freed heap to the kernel after many sessions ended,
+// and once after a burst of new sessions has settled. Go does so by itself
+// only after a GC cycle and the background scavenger, and an idle proxy
+// allocates nothing that would trigger one, so without this a box that
+// served a burst of sessions would keep their memory; and a burst of
+// setups leaves garbage (the accepted sockets' Go side, HTTP state, upgrade
+// buffers) that would stay resident for minutes above the sessions' own
+// few hundred bytes each. Runs on the ticker goroutine.
 func (s *Server) trimMemory() {
 	n := s.limits.sessions()
+	if n == s.settleLast {
+		s.settleTicks++
+	} else {
+		s.settleLast, s.settleTicks = n, 0
+	}
 	if n > s.peakSessions {
 		s.peakSessions = n
+	}
+	dropped := s.peakSessions-n >= trimAfter && n <= s.peakSessions/2
+	settled := s.settleTicks == settleTicks && n-s.settleBase >= trimAfter
+	if !(dropped || settled) || !s.trimming.CompareAndSwap(false, true) {
 		return
 	}
-	if s.peakSessions-n < trimAfter || n > s.peakSessions/2 || !s.trimming.CompareAndSwap(false, true) {
-		return
-	}
-	s.peakSessions = n
+	s.peakSessions, s.settleBase = n, n
 	go func() {
 		defer s.trimming.Store(false)
 		debug.FreeOSMemory()

@@ -204,7 +204,6 @@ type session struct {
 	ls      *loopState
 	srv     *Server
 	id      string
-	state   state
 	entered int64 // when state was entered (coarse clock)
 	tracking
 
@@ -216,26 +215,24 @@ type session struct {
 	browserPark, vmPark park
 
 	remote  string
-	started time.Time
+	started int64 // UnixNano
 
-	// Upgrade results; upgradeResp (the 101) is held until the VM answers.
-	upgradeResp *bytebufferpool.ByteBuffer
-	mode        wireMode
-	route       routing.Route
-	tokenHash   string // of route.Token, for logs, the admin API and revocation; "" for path routes
-	target      routing.Target
-	expiresAt   int64 // --token-expiry-closes: the grant's expiry (coarse clock); 0 when none
-	slots       slots
+	// What only the setup needs (the route, the grant, the held 101):
+	// dropped when relaying starts, so an idle session does not carry it.
+	setup *sessionSetup
 
-	in  inbound
-	hdr [wsframe.MaxHeaderSize]byte
+	tokenHash  string // of the route's token, for logs, the admin API and revocation; "" for path routes
+	targetName string // the target as requested or configured, for logs and the admin API
+	expiresAt  int64  // --token-expiry-closes: the grant's expiry (coarse clock); 0 when none
+	slots      slots
+
+	in inbound
 
 	// The RFB layer (rfb.go): nil for a session that relays bytes it does
 	// not look at, which is most of them.
 	hs  *rfbHandshake // while the proxy's RFB handshakes run
 	rfb *rfbSession   // while relaying with RFB awareness (view-only)
 
-	lastRecv   int64 // last byte from the browser
 	lastActive int64 // last RFB payload either way (control frames do not count)
 	lastPong   int64 // last pong, or when relaying began
 	pingSent   int64 // when an unanswered ping went out; 0 when none
@@ -243,19 +240,22 @@ type session struct {
 	toVM, toBrowser           int64 // bytes relayed, payload only
 	flushedVM, flushedBrowser int64 // part of the above already added to metrics
 
-	inputHeld bool  // browser input left unread because the VM is not reading
 	heldSince int64 // when inputHeld was set
 
 	// The VM ended while the browser socket was parked: what it sent last
 	// and how it ended wait for the browser socket to come back.
-	vmEnded   bool
-	vmEndErr  error
-	vmPending *bytebufferpool.ByteBuffer
+	vmEnd     *vmEnding
 	vmDrainBy int64 // closing: the VM socket takes its last bytes until then; 0 when not draining
 
-	code   ws.StatusCode
-	why    closeReason
 	reason string
+
+	// The small fields together, so they share their words.
+	state     state
+	mode      wireMode
+	routeKind routing.Kind
+	why       closeReason
+	code      ws.StatusCode
+	inputHeld bool // browser input left unread because the VM is not reading
 	// setupRefused: the route lookup failed and the refusal went out in
 	// RFB (rejectInRFB); it was counted as an upgrade failure, so its end
 	// is not counted again as a session's.
@@ -270,8 +270,8 @@ func newSession(h *httpConn, info upgradeInfo, mode wireMode, resp *bytebufferpo
 	s := &session{
 		ls: ls, srv: srv, id: srv.nextSessionID(), state: stResolving, entered: now,
 		browser: h.browser, remote: h.remote, started: h.started,
-		lastRecv: now, lastActive: now, tracking: tracking{slot: -1},
-		upgradeResp: resp, mode: mode, route: info.route,
+		lastActive: now, tracking: tracking{slot: -1},
+		setup: &sessionSetup{upgradeResp: resp, route: info.route}, mode: mode, routeKind: info.route.Kind,
 		browserPark: park{fd: -1}, vmPark: park{fd: -1},
 	}
 	moveConnSlots(&s.slots, &h.slots)
@@ -283,7 +283,6 @@ func newSession(h *httpConn, info upgradeInfo, mode wireMode, resp *bytebufferpo
 	s.vmRef = connRef{s: s, vm: true}
 	s.browser.c.SetContext(&s.browserRef)
 	ls.sessions.add(s)
-	srv.registry.add(s)
 	srv.met.sessionsActive.Inc()
 	srv.startResolve(s)
 }
@@ -293,7 +292,6 @@ func (s *session) onBrowserTraffic(c gnet.Conn) gnet.Action {
 	if c != s.browser.c {
 		return gnet.Close // a stale socket; should not happen
 	}
-	s.lastRecv = s.srv.now()
 	if s.browser.tls != nil {
 		if s.browser.tlsIn() != tlsReady {
 			return gnet.Close // established before the upgrade: only a failure gets here
@@ -395,13 +393,14 @@ func (s *session) startRelay() {
 	}
 	s.srv.endHandshake(&s.slots)
 	now := s.srv.now()
-	s.lastActive, s.lastRecv, s.lastPong = now, now, now
+	s.lastActive, s.lastPong = now, now
 	s.sendUpgradeResponse()
+	s.setup = nil // the route and the grant are spent: policy lives in rfb from here
 	s.srv.met.sessionsOpened.Inc()
 	s.srv.log.LogAttrs(context.Background(), slog.LevelInfo, "session open",
 		slog.String("session", s.id), slog.String("client", s.remote),
-		slog.String("route", s.route.Kind.String()), slog.String("target", s.target.Name),
-		slog.String("upstream", s.target.Key()), slog.String("token", s.tokenHash),
+		slog.String("route", s.routeKind.String()), slog.String("target", s.targetName),
+		slog.String("upstream", s.slots.vm), slog.String("token", s.tokenHash),
 		slog.String("protocol", s.mode.String()), slog.Bool("rfb", s.rfb != nil || s.hs != nil),
 		slog.Bool("view_only", s.rfb != nil && s.rfb.viewOnly), s.tlsAttr())
 	if c := s.browser.c; c != nil && c.InboundBuffered() > 0 {
@@ -411,18 +410,31 @@ func (s *session) startRelay() {
 
 // sendUpgradeResponse sends the 101 held since the upgrade was accepted.
 func (s *session) sendUpgradeResponse() {
-	if s.upgradeResp == nil {
+	if s.setup == nil || s.setup.upgradeResp == nil {
 		return
 	}
-	s.browser.write(s.upgradeResp.B)
-	s.releaseUpgradeResp()
+	s.browser.write(s.setup.upgradeResp.B)
+	s.setup.release()
 }
 
-func (s *session) releaseUpgradeResp() {
-	if s.upgradeResp != nil {
-		bytebufferpool.Put(s.upgradeResp)
-		s.upgradeResp = nil
+// sessionSetup is what a session holds only until it relays.
+type sessionSetup struct {
+	route       routing.Route
+	target      routing.Target
+	upgradeResp *bytebufferpool.ByteBuffer // the 101, held until the VM answers
+}
+
+func (st *sessionSetup) release() {
+	if st.upgradeResp != nil {
+		bytebufferpool.Put(st.upgradeResp)
+		st.upgradeResp = nil
 	}
+}
+
+// vmEnding is a VM end that waits for a parked browser socket.
+type vmEnding struct {
+	err     error
+	pending *bytebufferpool.ByteBuffer // what the VM sent last, unread
 }
 
 // onBrowserClose handles the browser socket going away: a park, or the end.
@@ -467,7 +479,7 @@ func (s *session) finish() {
 		s.why = reasonBrowserGone
 	}
 	srv.met.sessionsClosed[s.why].Inc()
-	d := time.Since(s.started)
+	d := time.Duration(time.Now().UnixNano() - s.started)
 	srv.met.sessionSeconds.Update(d.Seconds())
 	code := int(s.code)
 	if s.why == reasonBrowserGone {
@@ -475,7 +487,7 @@ func (s *session) finish() {
 	}
 	srv.log.LogAttrs(context.Background(), slog.LevelInfo, "session close",
 		slog.String("session", s.id), slog.String("client", s.remote),
-		slog.String("target", s.target.Name), slog.String("reason", s.why.String()),
+		slog.String("target", s.targetName), slog.String("reason", s.why.String()),
 		slog.Int("code", code), slog.String("detail", s.reason),
 		slog.Int64("bytes_to_vm", s.toVM), slog.Int64("bytes_to_browser", s.toBrowser),
 		slog.Duration("duration", d))
@@ -488,13 +500,15 @@ func (s *session) release() {
 	s.endRecording()
 	s.closeVM()
 	s.browserPark.drop()
-	s.releaseUpgradeResp()
-	if s.vmPending != nil {
-		bytebufferpool.Put(s.vmPending)
-		s.vmPending = nil
+	if s.setup != nil {
+		s.setup.release()
+		s.setup = nil
+	}
+	if s.vmEnd != nil && s.vmEnd.pending != nil {
+		bytebufferpool.Put(s.vmEnd.pending)
+		s.vmEnd = nil
 	}
 	s.ls.sessions.remove(s)
-	s.srv.registry.remove(s)
 	s.srv.releaseSlots(&s.slots)
 }
 

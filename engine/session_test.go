@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // TestTransitions pins the shape of the state machine drawn in session.go.
@@ -103,5 +104,15 @@ func TestOnlySessionGoAssignsState(t *testing.T) {
 			line := 1 + strings.Count(string(b[:loc[0]]), "\n")
 			t.Errorf("%s:%d assigns the session state; use session.to", f, line)
 		}
+	}
+}
+
+// TestSessionSize keeps an idle session in the 576-byte size class: every
+// byte of it is multiplied by ten thousand sessions per box (issue 14's
+// target is 1.5 KiB per idle session in all, gnet's two sockets included).
+// Fields only the setup needs go in sessionSetup, rare ones behind pointers.
+func TestSessionSize(t *testing.T) {
+	if n := unsafe.Sizeof(session{}); n > 576 {
+		t.Fatalf("session is %d bytes, over the 576-byte size class", n)
 	}
 }
