@@ -37,7 +37,7 @@
 //              WebSocket URLs or frames
 //   screenshot {file}
 //   close      the page closes (its WebSocket with it)
-// Flow line: {name, flow: true, steps: [{id, do, page, ...what it saw}], pages: {PAGE: {url,
+// Flow line: {name, flow: true, steps: [{id, do, page, ms, ...what it saw}], pages: {PAGE: {url,
 //   websockets, wsURLs, recv, sent}}, error, console}. recv and sent hold the first frames of
 //   the page's first WebSocket, hex, each cut at 256 bytes.
 import { readFileSync } from 'node:fs';
@@ -305,7 +305,7 @@ async function runFlow(context, fl) {
             out.elapsedMs = Date.now() - t0;
         },
         async pixels(st, out) {
-            const { page } = pageOf(st);
+            const { page, app } = pageOf(st);
             const samples = st.samples || [];
             const wc = st.waitColour;
             const probeSamples = [...samples, ...(wc ? [[wc.x, wc.y]] : [])];
@@ -315,6 +315,12 @@ async function runFlow(context, fl) {
             let lastHash = null;
             let since = Date.now();
             for (;;) {
+                // A session that ended shows no more pixels: say so now rather than at the deadline.
+                const now = await page.evaluate(probes[app]);
+                if (now.state === 'failed' || now.state === 'disconnected') {
+                    Object.assign(out, now, { settled: false });
+                    return;
+                }
                 const cv = await page.evaluate(canvasHashProbe, { samples: probeSamples, grid: 16, hash });
                 out.canvas = { w: cv.w, h: cv.h };
                 out.distinct = cv.distinct;
@@ -405,11 +411,14 @@ async function runFlow(context, fl) {
             if (!run) {
                 throw new Error(`unknown step ${st.do}`);
             }
+            const t0 = Date.now();
             try {
                 await run(st, out);
             } catch (e) {
                 out.error = String(e && e.message || e);
                 throw e;
+            } finally {
+                out.ms = Date.now() - t0;
             }
         }
     } catch (e) {
