@@ -51,6 +51,7 @@ type flowStep struct {
 	Clicks      int         `json:"clicks,omitempty"`
 	Forbid      string      `json:"forbid,omitempty"`
 	File        string      `json:"file,omitempty"`
+	DelayMs     int         `json:"delayMs,omitempty"`
 }
 
 type flow struct {
@@ -557,7 +558,7 @@ func TestBrowsersRFB(t *testing.T) {
 		}},
 		{Name: "wrong-password-novnc", Steps: []flowStep{
 			{ID: "open", Do: "open", Page: "p", App: "novnc", URL: novncURL(wrong.base, "websockify?token=xvnc")},
-			shot("p", "wrong-password-novnc"),
+			{Do: "screenshot", Page: "p", File: "rfb-wrong-password-novnc", DelayMs: 700},
 		}},
 		// Debian's app watches (the proxy makes it view-only: its own setting stays off),
 		// our viewer works beside it on the same VM.

@@ -35,7 +35,7 @@
 //   state      the page's state now
 //   secrets    {forbid}: where the string shows: page URL, DOM, input values, storage, cookies,
 //              WebSocket URLs or frames
-//   screenshot {file}
+//   screenshot {file, delayMs}
 //   close      the page closes (its WebSocket with it)
 // Flow line: {name, flow: true, steps: [{id, do, page, ms, ...what it saw}], pages: {PAGE: {url,
 //   websockets, wsURLs, recv, sent}}, error, console}. recv and sent hold the first frames of
@@ -391,6 +391,9 @@ async function runFlow(context, fl) {
         },
         async screenshot(st, out) {
             const { page } = pageOf(st);
+            if (st.delayMs) {
+                await sleep(st.delayMs); // let a sliding status bar come to rest
+            }
             out.screenshot = join(plan.artifacts, st.file + '.png');
             await page.screenshot({ path: out.screenshot });
         },
