@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,9 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,266 +29,399 @@ var (
 	checkBG = [3]int{0x00, 0xcc, 0x99}
 )
 
-// flowStep and flowResult mirror driver.mjs's flows.
-type flowStep struct {
-	ID          string      `json:"id,omitempty"`
-	Do          string      `json:"do"`
-	Page        string      `json:"page,omitempty"`
-	URL         string      `json:"url,omitempty"`
-	App         string      `json:"app,omitempty"`
-	WaitColour  *waitColour `json:"waitColour,omitempty"`
-	MinDistinct int         `json:"minDistinct,omitempty"`
-	Samples     [][2]int    `json:"samples,omitempty"`
-	Hash        bool        `json:"hash,omitempty"`
-	StableMs    int         `json:"stableMs,omitempty"`
-	ChangedFrom string      `json:"changedFrom,omitempty"`
-	Keys        string      `json:"keys,omitempty"`
-	Clicks      int         `json:"clicks,omitempty"`
-	Forbid      string      `json:"forbid,omitempty"`
-	File        string      `json:"file,omitempty"`
-	DelayMs     int         `json:"delayMs,omitempty"`
-}
+// Canvas points of each pattern and the colours they must show: both colours in the first
+// tile, and tiles far from it.
+var (
+	stripeSamples = [][2]int{{4, 4}, {12, 4}, {404, 300}, {412, 300}, {796, 596}, {788, 596}}
+	stripeWant    = [][3]int{stripeFG, stripeBG, stripeFG, stripeBG, stripeBG, stripeFG}
+	checkSamples  = [][2]int{{4, 4}, {12, 4}, {4, 12}, {12, 12}, {404, 292}, {412, 300}, {404, 300}, {796, 596}}
+)
 
-type flow struct {
-	Name      string     `json:"name"`
-	TimeoutMs int        `json:"timeoutMs"`
-	Steps     []flowStep `json:"steps"`
-}
-
-type stepResult struct {
-	ID   string `json:"id"`
-	Do   string `json:"do"`
-	Page string `json:"page"`
-	pageState
-	LoadError string `json:"loadError"`
-	Canvas    struct {
-		W int `json:"w"`
-		H int `json:"h"`
-	} `json:"canvas"`
-	Samples    [][4]int `json:"samples"`
-	Distinct   int      `json:"distinct"`
-	Hash       string   `json:"hash"`
-	Settled    bool     `json:"settled"`
-	Body       string   `json:"body"`
-	Found      []string `json:"found"`
-	Screenshot string   `json:"screenshot"`
-	Error      string   `json:"error"`
-	Ms         int      `json:"ms"`
-}
-
-// describe is the step's line in the summary: what it saw.
-func (s *stepResult) describe() string {
-	var d string
-	switch s.Do {
-	case "open", "state":
-		d = fmt.Sprintf("%s %q", s.State, s.Status)
-		if s.LoadError != "" {
-			d = "load error: " + s.LoadError
-		}
-	case "pixels":
-		d = fmt.Sprintf("settled %v, %dx%d, %d colours", s.Settled, s.Canvas.W, s.Canvas.H, s.Distinct)
-		if s.Hash != "" {
-			d += ", sha256 " + s.Hash[:16]
-		}
-		if s.State != "" {
-			d += fmt.Sprintf(", session %s %q", s.State, s.Status)
-		}
-	case "hook":
-		d = s.Body
-	case "secrets":
-		d = fmt.Sprintf("found %v", s.Found)
-	case "screenshot":
-		d = s.Screenshot
-	}
-	if s.Error != "" {
-		d += " ERROR " + s.Error
-	}
-	return d
-}
-
-type pageInfo struct {
-	URL        string   `json:"url"`
-	WebSockets int      `json:"websockets"`
-	WSURLs     []string `json:"wsURLs"`
-	Recv       []string `json:"recv"`
-	Sent       []string `json:"sent"`
-}
-
-type flowResult struct {
-	Name    string               `json:"name"`
-	Steps   []stepResult         `json:"steps"`
-	Pages   map[string]*pageInfo `json:"pages"`
-	Error   string               `json:"error"`
-	Console []string             `json:"console"`
-}
-
-// step returns the result of the step with this id, or an empty one that fails every check
-// (the flow stopped before it).
-func (r *flowResult) step(id string) *stepResult {
-	for i := range r.Steps {
-		if r.Steps[i].ID == id {
-			return &r.Steps[i]
+func checkWant() [][3]int {
+	want := make([][3]int, len(checkSamples))
+	for i, s := range checkSamples {
+		want[i] = checkBG
+		if (s[0]%16 < 8) == (s[1]%16 < 8) {
+			want[i] = checkFG
 		}
 	}
-	return &stepResult{ID: id, Error: "the step did not run"}
+	return want
 }
 
-func (r *flowResult) page(name string) *pageInfo {
-	if p := r.Pages[name]; p != nil {
-		return p
-	}
-	return &pageInfo{}
+// rfbRig is what TestBrowsersRFB runs: TigerVNC with a password, a simulated VM with the same
+// password, vncedge holding that password (plain and TLS listeners, recordings), a second
+// vncedge holding a wrong one, a test CA with two server certificates, and the hooks the
+// flows call.
+type rfbRig struct {
+	t        *testing.T
+	tmp      string
+	xsetroot string
+	benchBin string
+	x        *xvnc
+	xAddr    string
+	sim      *vncsim.Server
+	edge     *edge // --vnc-password-file right, --record-dir, --tls-listen
+	wrong    *edge // --vnc-password-file wrong
+	tlsAddr  string
+	tlsDir   string
+	recDir   string
+	ca       *testCA
+	cert1    issued // served first
+	cert2    issued // served after the replacement
+	replay   int    // port of the replay server, once the recording is done
+	hooks    *hookSet
 }
 
-// frames joins a page's first WebSocket frames (each cut at 256 bytes by the driver; the
-// handshake's are far shorter).
-func frames(hexFrames []string) []byte {
-	var b []byte
-	for _, h := range hexFrames {
-		d, _ := hex.DecodeString(h)
-		b = append(b, d...)
-	}
-	return b
+// rfbCase is one flow and its checks, run after the driver is done.
+type rfbCase struct {
+	flow  flow
+	check func(t *testing.T, r *flowResult)
 }
 
-// hookSet is the Go side of the driver's hook steps: GET /NAME runs the named function, one
-// at a time, and answers its text (500 with the error when it fails).
-type hookSet struct {
-	mu  sync.Mutex
-	fns map[string]func() (string, error)
-	srv *httptest.Server
+func (g *rfbRig) oursURL(base, path string) string {
+	return base + "/vnc.html?reconnect=0&path=" + url.QueryEscape(path)
 }
 
-func newHookSet(t *testing.T) *hookSet {
-	h := &hookSet{fns: map[string]func() (string, error){}}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		name := strings.TrimPrefix(r.URL.Path, "/")
-		fn, ok := h.fns[name]
-		if !ok {
-			http.NotFound(w, r)
-			return
+func (g *rfbRig) novncURL(base, path string) string {
+	return base + "/novnc/vnc.html?autoconnect=true&path=" + url.QueryEscape(path)
+}
+
+func shot(page, file string) flowStep {
+	return flowStep{Do: "screenshot", Page: page, File: "rfb-" + file}
+}
+
+func showsStripes(id, page string) flowStep {
+	return flowStep{ID: id, Do: "pixels", Page: page, Samples: stripeSamples,
+		WaitColour: &waitColour{X: 12, Y: 4, RGB: stripeBG, Tol: 8}}
+}
+
+func showsChecker(id, page string) flowStep {
+	return flowStep{ID: id, Do: "pixels", Page: page, Samples: checkSamples,
+		WaitColour: &waitColour{X: 12, Y: 12, RGB: checkFG, Tol: 8}}
+}
+
+// lastFrame waits for the checker and then for the canvas to stop changing, and hashes it.
+func lastFrame(id, page string) flowStep {
+	s := showsChecker(id, page)
+	s.StableMs, s.Hash = 1000, true
+	return s
+}
+
+func (g *rfbRig) root(name string, p rootPattern) flowStep {
+	return g.hooks.add("root-"+name, func() (string, error) {
+		return "root " + name, setRoot(g.xsetroot, g.tmp, g.x.display, name, p)
+	})
+}
+
+// injectCases (issue 12): noVNC, ours and Debian's, connects to a VNC server that wants a
+// password with none in the page: the proxy offered it security type None only, and it
+// answered None, never a VNC authentication response.
+func (g *rfbRig) injectCases() []rfbCase {
+	var cases []rfbCase
+	for _, app := range []string{"ours", "novnc"} {
+		u := g.oursURL(g.edge.base, "websockify?token=xvnc")
+		if app == "novnc" {
+			u = g.novncURL(g.edge.base, "websockify?token=xvnc")
 		}
-		body, err := fn()
+		cases = append(cases, rfbCase{
+			flow: flow{Name: "inject-" + app, Steps: []flowStep{
+				g.root("stripes", stripesPattern()),
+				{ID: "open", Do: "open", Page: "p", App: app, URL: u},
+				showsStripes("pixels", "p"),
+				{ID: "secrets", Do: "secrets", Page: "p", Forbid: vncPassword},
+				shot("p", "inject-"+app),
+			}},
+			check: func(t *testing.T, r *flowResult) {
+				r.connected(t, "open")
+				r.pixels(t, "pixels", 800, 600, stripeSamples, stripeWant)
+				if s := r.step("secrets"); s.Error != "" || len(s.Found) > 0 {
+					r.failf(t, "the VNC password shows in the page: %v (%s)", s.Found, s.Error)
+				}
+				p := r.page("p")
+				if strings.Contains(strings.ToLower(p.URL), "password") {
+					t.Errorf("page URL %q names a password", p.URL)
+				}
+				recv, sent := frames(p.Recv), frames(p.Sent)
+				if len(recv) < 14 || string(recv[:12]) != "RFB 003.008\n" || recv[12] != 1 || recv[13] != 1 {
+					r.failf(t, "the browser was offered %x, want RFB 003.008 and exactly one security type, None (1)", recv[:min(len(recv), 14)])
+				}
+				if len(sent) < 14 || string(sent[:12]) != "RFB 003.008\n" || sent[12] != 1 {
+					r.failf(t, "the browser answered %x, want its version and security type None (1), then ClientInit", sent[:min(len(sent), 14)])
+				}
+			},
+		})
+	}
+	return cases
+}
+
+// wrongPasswordCases (issue 12): a wrong password at the proxy is explained in noVNC's status
+// line, in our viewer's words and in Debian noVNC's.
+func (g *rfbRig) wrongPasswordCases() []rfbCase {
+	const reason = "the VNC server refused the proxy's credentials"
+	var cases []rfbCase
+	for _, app := range []string{"ours", "novnc"} {
+		u, want := g.oursURL(g.wrong.base, "websockify?token=xvnc"), reason
+		if app == "novnc" {
+			u, want = g.novncURL(g.wrong.base, "websockify?token=xvnc"), "rejected with reason: "+reason
+		}
+		cases = append(cases, rfbCase{
+			flow: flow{Name: "wrong-password-" + app, Steps: []flowStep{
+				{ID: "open", Do: "open", Page: "p", App: app, URL: u},
+				// Debian's status bar slides in: let it come to rest for the picture.
+				{Do: "screenshot", Page: "p", File: "rfb-wrong-password-" + app, DelayMs: 700},
+			}},
+			check: func(t *testing.T, r *flowResult) {
+				if s := r.step("open"); s.State != "failed" || !strings.Contains(s.Status, want) {
+					r.failf(t, "state %q status %q, want failed saying %q", s.State, s.Status, want)
+				}
+			},
+		})
+	}
+	return cases
+}
+
+// viewOnlyCase (issue 12): Debian's app watches through a view-only token (the proxy makes it
+// view-only: the app's own setting stays off) while our viewer works through a normal token
+// on the same VM. The VM counts what arrives; the hooks take its counts between the steps.
+func (g *rfbRig) viewOnlyCase() rfbCase {
+	var mu sync.Mutex
+	counts := map[string]vncsim.Stats{}
+	snapshot := func(name string) (string, error) {
+		st := g.sim.Stats()
+		mu.Lock()
+		counts[name] = st
+		mu.Unlock()
+		b, err := json.Marshal(st)
+		return string(b), err
+	}
+	before := g.hooks.add("vo-before", func() (string, error) { return snapshot("before") })
+	afterViewOnly := g.hooks.add("vo-after-view-only", func() (string, error) {
+		// Nothing is expected to arrive; on loopback a second is hundreds of round trips,
+		// time enough for anything typed to.
+		time.Sleep(time.Second)
+		return snapshot("after-view-only")
+	})
+	afterNormal := g.hooks.add("vo-after-normal", func() (string, error) {
+		mu.Lock()
+		base := counts["after-view-only"].KeyEvents
+		mu.Unlock()
+		deadline := time.Now().Add(10 * time.Second)
+		for g.sim.Stats().KeyEvents < base+int64(2*len(keysTyped)) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(500 * time.Millisecond) // anything more would have arrived by now
+		return snapshot("after-normal")
+	})
+	return rfbCase{
+		flow: flow{Name: "view-only", Steps: []flowStep{
+			{ID: "open-watcher", Do: "open", Page: "watcher", App: "novnc", URL: g.novncURL(g.edge.base, "websockify?token=vo")},
+			{ID: "watcher-first", Do: "pixels", Page: "watcher", MinDistinct: 8, Hash: true},
+			{ID: "open-worker", Do: "open", Page: "worker", App: "ours", URL: g.oursURL(g.edge.base, "websockify?token=rw")},
+			{ID: "worker-pixels", Do: "pixels", Page: "worker", MinDistinct: 8},
+			before,
+			{Do: "input", Page: "watcher", Keys: keysTyped, Clicks: clicks},
+			afterViewOnly,
+			{ID: "watcher-later", Do: "pixels", Page: "watcher", MinDistinct: 8, ChangedFrom: "watcher-first"},
+			shot("watcher", "view-only-watcher"),
+			{Do: "input", Page: "worker", Keys: keysTyped, Clicks: clicks},
+			afterNormal,
+			{ID: "watcher-end", Do: "state", Page: "watcher"},
+			{ID: "worker-end", Do: "state", Page: "worker"},
+			shot("worker", "view-only-worker"),
+		}},
+		check: func(t *testing.T, r *flowResult) {
+			r.connected(t, "open-watcher")
+			r.connected(t, "open-worker")
+			mu.Lock()
+			b, v, n := counts["before"], counts["after-view-only"], counts["after-normal"]
+			mu.Unlock()
+			if v.KeyEvents != b.KeyEvents || v.PointerEvents != b.PointerEvents {
+				r.failf(t, "keys and clicks typed in the view-only session reached the VM: key events %d -> %d, pointer events %d -> %d",
+					b.KeyEvents, v.KeyEvents, b.PointerEvents, v.PointerEvents)
+			}
+			if k := n.KeyEvents - v.KeyEvents; k != int64(2*len(keysTyped)) {
+				r.failf(t, "the normal session's %d key presses and releases gave %d key events at the VM, want exactly %d",
+					2*len(keysTyped), k, 2*len(keysTyped))
+			}
+			if p := n.PointerEvents - v.PointerEvents; p < int64(2*clicks) {
+				r.failf(t, "the normal session's %d clicks gave %d pointer events at the VM, want at least %d", clicks, p, 2*clicks)
+			}
+			if s := r.step("watcher-later"); !s.Settled {
+				r.failf(t, "the view-only session's screen stopped updating (state %q, hash %.16s as before the keys)", s.State, s.Hash)
+			}
+			r.connected(t, "watcher-end")
+			r.connected(t, "worker-end")
+			t.Logf("VM counts: before %+v, after the view-only input %+v, after the normal input %+v", b, v, n)
+		},
+	}
+}
+
+// recordCase (issue 12): the live session sees the stripes, then the checker; its last frame
+// is hashed once it has not changed for a second, the page closes, `bench vm --replay` serves
+// the recording, and noVNC must end on the same pixels.
+func (g *rfbRig) recordCase() rfbCase {
+	var mu sync.Mutex
+	var recFile string
+	replay := g.hooks.add("replay", func() (string, error) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			v, err := metricValue(g.edge.admin, "vncedge_recordings_completed_total")
+			if err == nil && v >= 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return "", fmt.Errorf("no recording completed within 10 s (metric %v, err %v)", v, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		files, err := filepath.Glob(filepath.Join(g.recDir, "*.fbs"))
+		if err != nil || len(files) != 1 {
+			return "", fmt.Errorf("recordings in %s: %v (err %v), want exactly one", g.recDir, files, err)
+		}
+		fi, err := os.Stat(files[0])
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
+			return "", err
 		}
-		fmt.Fprint(w, body)
+		mu.Lock()
+		recFile = files[0]
+		mu.Unlock()
+		addr := fmt.Sprintf("127.0.0.1:%d", g.replay)
+		p := startProc(g.t, g.tmp, "bench-vm-replay", g.benchBin, "vm", "--replay", files[0], "--replay-fast", "--listen", addr)
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if p.exited() || time.Now().After(deadline) {
+				return "", fmt.Errorf("bench vm --replay not listening on %s: %v\n%s", addr, err, p.tail(2000))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return fmt.Sprintf("replaying %s (%d bytes)", filepath.Base(files[0]), fi.Size()), nil
+	})
+	return rfbCase{
+		flow: flow{Name: "record-replay", Steps: []flowStep{
+			g.root("stripes", stripesPattern()),
+			{ID: "open-live", Do: "open", Page: "live", App: "ours", URL: g.oursURL(g.edge.base, "websockify?token=rec")},
+			showsStripes("live-stripes", "live"),
+			g.root("checker", checkerPattern()),
+			lastFrame("live-last", "live"),
+			shot("live", "record-live"),
+			{Do: "close", Page: "live"},
+			replay,
+			{ID: "open-replay", Do: "open", Page: "replay", App: "ours", URL: g.oursURL(g.edge.base, "websockify?token=replay")},
+			lastFrame("replay-last", "replay"),
+			shot("replay", "record-replay"),
+		}},
+		check: func(t *testing.T, r *flowResult) {
+			r.connected(t, "open-live")
+			r.pixels(t, "live-stripes", 800, 600, stripeSamples, stripeWant)
+			r.pixels(t, "live-last", 800, 600, checkSamples, checkWant())
+			if s := r.step("hook-replay"); s.Error != "" {
+				r.failf(t, "replay: %s", s.Error)
+			}
+			r.connected(t, "open-replay")
+			r.pixels(t, "replay-last", 800, 600, checkSamples, checkWant())
+			live, replay := r.step("live-last").Hash, r.step("replay-last").Hash
+			if live == "" || replay != live {
+				r.failf(t, "the replay ends on pixels with SHA-256 %q, the live session's last frame had %q", replay, live)
+			}
+			mu.Lock()
+			f := recFile
+			mu.Unlock()
+			if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("recording %q: %v, want a file of mode 0600", f, err)
+			}
+			t.Logf("live and replayed canvas: SHA-256 %s; recording %s", live, filepath.Base(f))
+		},
+	}
+}
+
+// tlsCase (issue 13): the viewer loads over https:// from vncedge and its session runs over
+// wss:// to TigerVNC; the certificate files are replaced and vncedge gets SIGHUP while the
+// session runs. A fresh Go TLS client must then get the new certificate; the running session
+// must show the root window painted after the reload (TigerVNC sends only what noVNC asks
+// for, so both directions work), on its first and only WebSocket; Debian's app must connect
+// over https/wss after the reload; and a server whose key is not pinned must be refused.
+func (g *rfbRig) tlsCase() rfbCase {
+	var mu sync.Mutex
+	var after tlsPeer
+	reload := g.hooks.add("tls-reload", func() (string, error) {
+		if _, _, err := g.cert2.write(g.tlsDir, "server"); err != nil {
+			return "", err
+		}
+		if err := g.edge.p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			return "", err
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			p, err := dialTLS(g.tlsAddr, g.ca.pool(), "127.0.0.1")
+			if err == nil && p.leaf.SerialNumber.Cmp(g.cert2.leaf.SerialNumber) == 0 {
+				mu.Lock()
+				after = p
+				mu.Unlock()
+				return "new certificate served: " + peerName(p), nil
+			}
+			if time.Now().After(deadline) {
+				return "", fmt.Errorf("10 s after SIGHUP a new connection still gets %s (err %v)", peerName(p), err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	untrusted := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "<!DOCTYPE html><title>untrusted</title>")
 	}))
-	t.Cleanup(h.srv.Close)
-	return h
-}
+	untrusted.Config.ErrorLog = log.New(io.Discard, "", 0) // Chromium's refusal is expected here
+	untrusted.StartTLS()
+	g.t.Cleanup(untrusted.Close)
 
-func (h *hookSet) add(name string, fn func() (string, error)) flowStep {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.fns[name] = fn
-	return flowStep{ID: "hook-" + name, Do: "hook", URL: h.srv.URL + "/" + name}
-}
-
-// rootPattern is an X root window bitmap (16x16 tile) and its two colours.
-type rootPattern struct {
-	rows   [16][2]byte // bits are LSB first: x 0-7 in the first byte, 8-15 in the second
-	fg, bg [3]int
-}
-
-func stripesPattern() rootPattern {
-	var p rootPattern
-	for y := range p.rows {
-		p.rows[y] = [2]byte{0xff, 0x00}
+	base := "https://" + g.tlsAddr
+	return rfbCase{
+		flow: flow{Name: "tls", Steps: []flowStep{
+			g.root("stripes", stripesPattern()),
+			{ID: "open", Do: "open", Page: "t", App: "ours", URL: g.oursURL(base, "websockify?token=xvnc")},
+			showsStripes("stripes", "t"),
+			shot("t", "tls-before-reload"),
+			reload,
+			g.root("checker", checkerPattern()),
+			showsChecker("checker", "t"),
+			{ID: "after", Do: "state", Page: "t"},
+			shot("t", "tls-after-reload"),
+			{ID: "open-novnc", Do: "open", Page: "n", App: "novnc", URL: g.novncURL(base, "websockify?token=xvnc")},
+			showsChecker("novnc-checker", "n"),
+			shot("n", "tls-novnc-after-reload"),
+			{ID: "untrusted", Do: "open", Page: "u", App: "ours", URL: untrusted.URL + "/"},
+		}},
+		check: func(t *testing.T, r *flowResult) {
+			r.connected(t, "open")
+			r.pixels(t, "stripes", 800, 600, stripeSamples, stripeWant)
+			if s := r.step("hook-tls-reload"); s.Error != "" {
+				r.failf(t, "certificate replacement: %s", s.Error)
+			}
+			mu.Lock()
+			p := after
+			mu.Unlock()
+			if p.leaf == nil || p.leaf.SerialNumber.Cmp(g.cert2.leaf.SerialNumber) != 0 || p.protocol != "http/1.1" {
+				t.Errorf("after the replacement a new connection got %s, ALPN %q; want the new certificate and http/1.1", peerName(p), p.protocol)
+			}
+			r.pixels(t, "checker", 800, 600, checkSamples, checkWant())
+			r.connected(t, "after")
+			pg := r.page("t")
+			if !strings.HasPrefix(pg.URL, "https://") || pg.WebSockets != 1 || len(pg.WSURLs) != 1 || !strings.HasPrefix(pg.WSURLs[0], "wss://") {
+				r.failf(t, "page %s opened WebSockets %v, want exactly one wss:// for the whole session", pg.URL, pg.WSURLs)
+			}
+			r.connected(t, "open-novnc")
+			r.pixels(t, "novnc-checker", 800, 600, checkSamples, checkWant())
+			if n := r.page("n"); len(n.WSURLs) == 0 || !strings.HasPrefix(n.WSURLs[0], "wss://") {
+				r.failf(t, "Debian's noVNC over https opened %v, want wss://", n.WSURLs)
+			}
+			if s := r.step("untrusted"); !strings.Contains(s.LoadError, "ERR_CERT") {
+				r.failf(t, "a server whose key is not pinned: load error %q (state %q), want Chromium to refuse its certificate", s.LoadError, s.State)
+			}
+		},
 	}
-	p.fg, p.bg = stripeFG, stripeBG
-	return p
-}
-
-func checkerPattern() rootPattern {
-	var p rootPattern
-	for y := range p.rows {
-		if y < 8 {
-			p.rows[y] = [2]byte{0xff, 0x00}
-		} else {
-			p.rows[y] = [2]byte{0x00, 0xff}
-		}
-	}
-	p.fg, p.bg = checkFG, checkBG
-	return p
-}
-
-// setRoot paints the root window of Xvnc's display with the pattern.
-func setRoot(xsetroot, dir string, display int, name string, p rootPattern) error {
-	var xbm strings.Builder
-	fmt.Fprintf(&xbm, "#define %s_width 16\n#define %s_height 16\nstatic unsigned char %s_bits[] = {\n", name, name, name)
-	for _, r := range p.rows {
-		fmt.Fprintf(&xbm, "   0x%02x, 0x%02x,\n", r[0], r[1])
-	}
-	xbm.WriteString("};\n")
-	file := filepath.Join(dir, name+".xbm")
-	if err := os.WriteFile(file, []byte(xbm.String()), 0o644); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, xsetroot, "-display", fmt.Sprintf(":%d", display), "-bitmap", file,
-		"-fg", rgbHex(p.fg), "-bg", rgbHex(p.bg)).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("xsetroot %s: %v: %s", name, err, out)
-	}
-	return nil
-}
-
-// metricValue reads one series from vncedge's admin /metrics (-1 when it is not there).
-func metricValue(admin, series string) (float64, error) {
-	client := &http.Client{Timeout: 2 * time.Second}
-	resp, err := client.Get("http://" + admin + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
-	}
-	return -1, sc.Err()
-}
-
-// securityTypes reads what a VNC server offers an RFB 3.8 client, then hangs up.
-func securityTypes(addr string) ([]byte, error) {
-	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	var ver [12]byte
-	if _, err := io.ReadFull(c, ver[:]); err != nil {
-		return nil, err
-	}
-	if _, err := c.Write([]byte("RFB 003.008\n")); err != nil {
-		return nil, err
-	}
-	var n [1]byte
-	if _, err := io.ReadFull(c, n[:]); err != nil {
-		return nil, err
-	}
-	types := make([]byte, n[0])
-	_, err = io.ReadFull(c, types)
-	return types, err
-}
-
-func buildBench(t *testing.T, dir string) string {
-	t.Helper()
-	out := filepath.Join(dir, "bench")
-	cmd := exec.Command(goTool(), "build", "-o", out, "./cmd/bench")
-	cmd.Dir = repoRoot(t)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/bench: %v\n%s", err, b)
-	}
-	return out
 }
 
 // TestBrowsersRFB drives noVNC in headless Chromium through vncedge's RFB layer and its TLS
@@ -307,8 +435,8 @@ func buildBench(t *testing.T, dir string) string {
 // Chromium is made to accept the test's server certificates with
 // --ignore-certificate-errors-spki-list, pinned to the two leaf keys the test made (before and
 // after the replacement): any other certificate is still refused, which the test checks with a
-// server whose key is not pinned. Go's TLS client and openssl (TestTLSOpenSSL) verify the full
-// chain against the test CA.
+// server whose key is not pinned. Go's TLS client here and openssl (TestTLSOpenSSL) verify the
+// whole chain against the test CA.
 func TestBrowsersRFB(t *testing.T) {
 	began := time.Now()
 	root := repoRoot(t)
@@ -323,12 +451,12 @@ func TestBrowsersRFB(t *testing.T) {
 	req.file(filepath.Join(root, "web", "node_modules", "@novnc", "novnc", "core", "rfb.js"), "npm ci --prefix web")
 	req.check()
 
-	tmp := t.TempDir()
+	g := &rfbRig{t: t, tmp: t.TempDir(), xsetroot: xsetroot, hooks: newHookSet(t)}
 	art := artifactsDir(t)
-	bin := buildVncedge(t, tmp)
-	benchBin := buildBench(t, tmp)
+	bin := buildVncedge(t, g.tmp)
+	g.benchBin = buildBench(t, g.tmp)
 	// One web root holds both viewers: ours at /, Debian's noVNC app at /novnc/.
-	webRoot := filepath.Join(tmp, "web")
+	webRoot := filepath.Join(g.tmp, "web")
 	runNode(t, node, root, time.Minute, filepath.Join(root, "web", "build.mjs"), webRoot)
 	if err := os.Symlink(novncDir, filepath.Join(webRoot, "novnc")); err != nil {
 		t.Fatal(err)
@@ -336,8 +464,8 @@ func TestBrowsersRFB(t *testing.T) {
 
 	// Every connection here comes from 127.0.0.1, and the wrong-password cases fail VNC
 	// authentication on purpose: TigerVNC must not blacklist the address for the rest.
-	x := startXvnc(t, xvncBin, vncpasswd, xsetroot, tmp, "-BlacklistThreshold", "1000")
-	xAddr := fmt.Sprintf("127.0.0.1:%d", x.port)
+	g.x = startXvnc(t, xvncBin, vncpasswd, xsetroot, g.tmp, "-BlacklistThreshold", "1000")
+	g.xAddr = fmt.Sprintf("127.0.0.1:%d", g.x.port)
 	sim, err := vncsim.Listen("127.0.0.1:0", vncsim.Config{
 		Name: "vm-view-only", Password: vncPassword, Width: 640, Height: 480,
 		FrameInterval: 100 * time.Millisecond,
@@ -346,475 +474,90 @@ func TestBrowsersRFB(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
+	g.sim = sim
 	simPort := sim.Addr().(*net.TCPAddr).Port
-	replayPort := freePort(t)
+	g.replay = freePort(t)
 
 	// The control: TigerVNC itself asks for a password (VNC authentication only), so security
 	// type None in the browser can only come from the proxy.
-	if types, err := securityTypes(xAddr); err != nil || !bytes.Equal(types, []byte{2}) {
+	if types, err := securityTypes(g.xAddr); err != nil || !bytes.Equal(types, []byte{2}) {
 		t.Fatalf("TigerVNC offers security types %v (err %v), want only VNC authentication [2]", types, err)
 	}
 
-	goodPW, wrongPW := filepath.Join(tmp, "vnc-password"), filepath.Join(tmp, "wrong-vnc-password")
-	if err := os.WriteFile(goodPW, []byte(vncPassword+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	goodPW, wrongPW := filepath.Join(g.tmp, "vnc-password"), filepath.Join(g.tmp, "wrong-vnc-password")
+	writeFile(t, goodPW, vncPassword+"\n", 0o600)
+	writeFile(t, wrongPW, "not-it\n", 0o600)
+	g.recDir = filepath.Join(g.tmp, "recordings")
+	g.tlsDir = filepath.Join(g.tmp, "tls")
+	for _, d := range []string{g.recDir, g.tlsDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(wrongPW, []byte("not-it\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	recDir := filepath.Join(tmp, "recordings")
-	if err := os.Mkdir(recDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(tmp, "tokens")
-	tokens := fmt.Sprintf("xvnc: %s\nrec: %s record\nvo: 127.0.0.1:%d view-only\nrw: 127.0.0.1:%d\nreplay: 127.0.0.1:%d\n",
-		xAddr, xAddr, simPort, simPort, replayPort)
-	if err := os.WriteFile(tokenFile, []byte(tokens), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := filepath.Join(g.tmp, "tokens")
+	writeFile(t, tokenFile, fmt.Sprintf("xvnc: %s\nrec: %s record\nvo: 127.0.0.1:%d view-only\nrw: 127.0.0.1:%d\nreplay: 127.0.0.1:%d\n",
+		g.xAddr, g.xAddr, simPort, simPort, g.replay), 0o644)
+	wrongTokens := filepath.Join(g.tmp, "tokens-wrong")
+	writeFile(t, wrongTokens, "xvnc: "+g.xAddr+"\n", 0o644)
 
-	tlsDir := filepath.Join(tmp, "tls")
-	if err := os.Mkdir(tlsDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ca := newTestCA(t, "vncedge e2e CA")
-	cert1, cert2 := ca.issueServer(t, "vncedge e2e 1"), ca.issueServer(t, "vncedge e2e 2")
-	certFile, keyFile := cert1.writeFiles(t, tlsDir, "server")
-	tlsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	g.ca = newTestCA(t, "vncedge e2e CA")
+	g.cert1, g.cert2 = g.ca.issueServer(t, "vncedge e2e 1"), g.ca.issueServer(t, "vncedge e2e 2")
+	certFile, keyFile := g.cert1.writeFiles(t, g.tlsDir, "server")
+	g.tlsAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 
-	edge := startEdge(t, bin, tmp, "vncedge-rfb", webRoot, tokenFile, []int{x.port, simPort, replayPort},
-		"--vnc-password-file", goodPW, "--record-dir", recDir,
-		"--tls-listen", tlsAddr, "--tls-cert", certFile, "--tls-key", keyFile)
-	waitTCP(t, edge.p, tlsAddr, 10*time.Second)
-	wrongTokens := filepath.Join(tmp, "tokens-wrong")
-	if err := os.WriteFile(wrongTokens, []byte("xvnc: "+xAddr+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	wrong := startEdge(t, bin, tmp, "vncedge-wrong-password", webRoot, wrongTokens, []int{x.port},
+	g.edge = startEdge(t, bin, g.tmp, "vncedge-rfb", webRoot, tokenFile, []int{g.x.port, simPort, g.replay},
+		"--vnc-password-file", goodPW, "--record-dir", g.recDir,
+		"--tls-listen", g.tlsAddr, "--tls-cert", certFile, "--tls-key", keyFile)
+	waitTCP(t, g.edge.p, g.tlsAddr, 10*time.Second)
+	g.wrong = startEdge(t, bin, g.tmp, "vncedge-wrong-password", webRoot, wrongTokens, []int{g.x.port},
 		"--vnc-password-file", wrongPW)
+	if p, err := dialTLS(g.tlsAddr, g.ca.pool(), "127.0.0.1"); err != nil || p.leaf.SerialNumber.Cmp(g.cert1.leaf.SerialNumber) != 0 {
+		t.Fatalf("before the replacement, Go's TLS client got %s (err %v), want the first certificate", peerName(p), err)
+	}
 
-	if p, err := dialTLS(tlsAddr, ca.pool(), "127.0.0.1"); err != nil || p.leaf.SerialNumber.Cmp(cert1.leaf.SerialNumber) != 0 {
-		t.Fatalf("before the replacement, Go's TLS client got %v (err %v), want the first certificate", peerName(p), err)
-	}
-	// A server whose key is not pinned: Chromium must refuse it, or the pin checks nothing.
-	untrusted := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "<!DOCTYPE html><title>untrusted</title>")
-	}))
-	untrusted.Config.ErrorLog = log.New(io.Discard, "", 0) // Chromium's refusal is expected here
-	untrusted.StartTLS()
-	t.Cleanup(untrusted.Close)
-
-	hooks := newHookSet(t)
-	rootHook := func(name string, p rootPattern) flowStep {
-		return hooks.add("root-"+name, func() (string, error) {
-			return "root " + name, setRoot(xsetroot, tmp, x.display, name, p)
-		})
-	}
-	stripes, checker := stripesPattern(), checkerPattern()
-	// Canvas points of each pattern: fg, bg in the first tile and far from it.
-	stripeSamples := [][2]int{{4, 4}, {12, 4}, {404, 300}, {412, 300}, {796, 596}, {788, 596}}
-	stripeWant := [][3]int{stripeFG, stripeBG, stripeFG, stripeBG, stripeBG, stripeFG}
-	checkSamples := [][2]int{{4, 4}, {12, 4}, {4, 12}, {12, 12}, {404, 292}, {412, 300}, {404, 300}, {796, 596}}
-	checkWant := make([][3]int, len(checkSamples))
-	for i, s := range checkSamples {
-		checkWant[i] = checkBG
-		if (s[0]%16 < 8) == (s[1]%16 < 8) {
-			checkWant[i] = checkFG
-		}
-	}
-	showsStripes := func(id, page string) flowStep {
-		return flowStep{ID: id, Do: "pixels", Page: page, Samples: stripeSamples,
-			WaitColour: &waitColour{X: 12, Y: 4, RGB: stripeBG, Tol: 8}}
-	}
-	showsChecker := func(id, page string) flowStep {
-		return flowStep{ID: id, Do: "pixels", Page: page, Samples: checkSamples,
-			WaitColour: &waitColour{X: 12, Y: 12, RGB: checkFG, Tol: 8}}
-	}
-	oursURL := func(base, path string) string {
-		return base + "/vnc.html?reconnect=0&path=" + url.QueryEscape(path)
-	}
-	novncURL := func(base, path string) string {
-		return base + "/novnc/vnc.html?autoconnect=true&path=" + url.QueryEscape(path)
-	}
-	shot := func(page, file string) flowStep { return flowStep{Do: "screenshot", Page: page, File: "rfb-" + file} }
-	tlsBase := "https://" + tlsAddr
-
-	// View-only: the simulated VM counts what arrives; the hooks take its counts between steps.
-	var voMu sync.Mutex
-	vo := map[string]vncsim.Stats{}
-	snapshot := func(name string) (string, error) {
-		st := sim.Stats()
-		voMu.Lock()
-		vo[name] = st
-		voMu.Unlock()
-		b, err := json.Marshal(st)
-		return string(b), err
-	}
-	voBefore := hooks.add("vo-before", func() (string, error) { return snapshot("before") })
-	voAfterViewOnly := hooks.add("vo-after-view-only", func() (string, error) {
-		// Nothing is expected to arrive: give what was typed time to, on loopback a second
-		// is hundreds of round trips.
-		time.Sleep(time.Second)
-		return snapshot("after-view-only")
-	})
-	voAfterNormal := hooks.add("vo-after-normal", func() (string, error) {
-		voMu.Lock()
-		base := vo["after-view-only"].KeyEvents
-		voMu.Unlock()
-		deadline := time.Now().Add(10 * time.Second)
-		for sim.Stats().KeyEvents < base+int64(2*len(keysTyped)) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		time.Sleep(500 * time.Millisecond) // anything more would have arrived by now
-		return snapshot("after-normal")
-	})
-
-	// Recording: once the live session is closed and its recording complete, a replay server
-	// serves it where the token "replay" points.
-	var recMu sync.Mutex
-	var recFile string
-	replayHook := hooks.add("replay", func() (string, error) {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			v, err := metricValue(edge.admin, "vncedge_recordings_completed_total")
-			if err == nil && v >= 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				return "", fmt.Errorf("no recording completed within 10 s (metric %v, err %v)", v, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		files, err := filepath.Glob(filepath.Join(recDir, "*.fbs"))
-		if err != nil || len(files) != 1 {
-			return "", fmt.Errorf("recordings in %s: %v (err %v), want exactly one", recDir, files, err)
-		}
-		fi, err := os.Stat(files[0])
-		if err != nil {
-			return "", err
-		}
-		recMu.Lock()
-		recFile = files[0]
-		recMu.Unlock()
-		p := startProc(t, tmp, "bench-vm-replay", benchBin, "vm", "--replay", files[0], "--replay-fast",
-			"--listen", fmt.Sprintf("127.0.0.1:%d", replayPort))
-		deadline = time.Now().Add(10 * time.Second)
-		for {
-			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", replayPort), time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if p.exited() || time.Now().After(deadline) {
-				return "", fmt.Errorf("bench vm --replay not listening: %v\n%s", err, p.tail(2000))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return fmt.Sprintf("replaying %s (%d bytes)", filepath.Base(files[0]), fi.Size()), nil
-	})
-
-	// Certificate replacement: new files, SIGHUP, then a fresh Go TLS client must see the new
-	// certificate while the browser's session goes on.
-	var reloadMu sync.Mutex
-	var afterReload tlsPeer
-	reloadHook := hooks.add("tls-reload", func() (string, error) {
-		cert2.writeFiles(t, tlsDir, "server")
-		if err := edge.p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-			return "", err
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			p, err := dialTLS(tlsAddr, ca.pool(), "127.0.0.1")
-			if err == nil && p.leaf.SerialNumber.Cmp(cert2.leaf.SerialNumber) == 0 {
-				reloadMu.Lock()
-				afterReload = p
-				reloadMu.Unlock()
-				return "new certificate served: " + peerName(p), nil
-			}
-			if time.Now().After(deadline) {
-				return "", fmt.Errorf("10 s after SIGHUP a new connection still gets %s (err %v)", peerName(p), err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	})
-
-	flows := []flow{
-		{Name: "inject-ours", Steps: []flowStep{
-			rootHook("stripes", stripes),
-			{ID: "open", Do: "open", Page: "p", App: "ours", URL: oursURL(edge.base, "websockify?token=xvnc")},
-			showsStripes("pixels", "p"),
-			{ID: "secrets", Do: "secrets", Page: "p", Forbid: vncPassword},
-			shot("p", "inject-ours"),
-		}},
-		{Name: "inject-novnc", Steps: []flowStep{
-			{ID: "open", Do: "open", Page: "p", App: "novnc", URL: novncURL(edge.base, "websockify?token=xvnc")},
-			showsStripes("pixels", "p"),
-			{ID: "secrets", Do: "secrets", Page: "p", Forbid: vncPassword},
-			shot("p", "inject-novnc"),
-		}},
-		{Name: "wrong-password-ours", Steps: []flowStep{
-			{ID: "open", Do: "open", Page: "p", App: "ours", URL: oursURL(wrong.base, "websockify?token=xvnc")},
-			shot("p", "wrong-password-ours"),
-		}},
-		{Name: "wrong-password-novnc", Steps: []flowStep{
-			{ID: "open", Do: "open", Page: "p", App: "novnc", URL: novncURL(wrong.base, "websockify?token=xvnc")},
-			{Do: "screenshot", Page: "p", File: "rfb-wrong-password-novnc", DelayMs: 700},
-		}},
-		// Debian's app watches (the proxy makes it view-only: its own setting stays off),
-		// our viewer works beside it on the same VM.
-		{Name: "view-only", Steps: []flowStep{
-			{ID: "open-watcher", Do: "open", Page: "watcher", App: "novnc", URL: novncURL(edge.base, "websockify?token=vo")},
-			{ID: "watcher-first", Do: "pixels", Page: "watcher", MinDistinct: 8, Hash: true},
-			{ID: "open-worker", Do: "open", Page: "worker", App: "ours", URL: oursURL(edge.base, "websockify?token=rw")},
-			{ID: "worker-pixels", Do: "pixels", Page: "worker", MinDistinct: 8},
-			voBefore,
-			{Do: "input", Page: "watcher", Keys: keysTyped, Clicks: clicks},
-			voAfterViewOnly,
-			{ID: "watcher-later", Do: "pixels", Page: "watcher", MinDistinct: 8, ChangedFrom: "watcher-first"},
-			shot("watcher", "view-only-watcher"),
-			{Do: "input", Page: "worker", Keys: keysTyped, Clicks: clicks},
-			voAfterNormal,
-			{ID: "watcher-end", Do: "state", Page: "watcher"},
-			{ID: "worker-end", Do: "state", Page: "worker"},
-			shot("worker", "view-only-worker"),
-		}},
-		// The live session sees the stripes, then the checker; its last frame is hashed once
-		// it has not changed for a while, the page closes, and the replay must end on the
-		// same pixels.
-		{Name: "record-replay", Steps: []flowStep{
-			rootHook("stripes", stripes),
-			{ID: "open-live", Do: "open", Page: "live", App: "ours", URL: oursURL(edge.base, "websockify?token=rec")},
-			showsStripes("live-stripes", "live"),
-			rootHook("checker", checker),
-			func() flowStep {
-				s := showsChecker("live-last", "live")
-				s.StableMs, s.Hash = 1000, true
-				return s
-			}(),
-			shot("live", "record-live"),
-			{Do: "close", Page: "live"},
-			replayHook,
-			{ID: "open-replay", Do: "open", Page: "replay", App: "ours", URL: oursURL(edge.base, "websockify?token=replay")},
-			func() flowStep {
-				s := showsChecker("replay-last", "replay")
-				s.StableMs, s.Hash = 1000, true
-				return s
-			}(),
-			shot("replay", "record-replay"),
-		}},
-		// https:// page, wss:// session to TigerVNC; the certificate is replaced while it runs,
-		// and the session must go on (the root window changes after the reload and the page
-		// must show it, on its first and only WebSocket).
-		{Name: "tls", Steps: []flowStep{
-			rootHook("stripes", stripes),
-			{ID: "open", Do: "open", Page: "t", App: "ours", URL: oursURL(tlsBase, "websockify?token=xvnc")},
-			showsStripes("stripes", "t"),
-			shot("t", "tls-before-reload"),
-			reloadHook,
-			rootHook("checker", checker),
-			showsChecker("checker", "t"),
-			{ID: "after", Do: "state", Page: "t"},
-			shot("t", "tls-after-reload"),
-			{ID: "open-novnc", Do: "open", Page: "n", App: "novnc", URL: novncURL(tlsBase, "websockify?token=xvnc")},
-			showsChecker("novnc-checker", "n"),
-			shot("n", "tls-novnc-after-reload"),
-			{ID: "untrusted", Do: "open", Page: "u", App: "ours", URL: untrusted.URL + "/"},
-		}},
-	}
-	for i := range flows {
+	cases := append(g.injectCases(), g.wrongPasswordCases()...)
+	cases = append(cases, g.viewOnlyCase(), g.recordCase(), g.tlsCase())
+	flows := make([]flow, len(cases))
+	for i, c := range cases {
+		flows[i] = c.flow
 		flows[i].TimeoutMs = 15000
 	}
-	plan := map[string]any{
-		"chromium":     chromium,
-		"userDataDir":  filepath.Join(tmp, "chromium-profile"),
-		"artifacts":    art,
-		"chromiumArgs": []string{"--ignore-certificate-errors-spki-list=" + cert1.spki() + "," + cert2.spki()},
-		"flows":        flows,
-	}
-	planFile := filepath.Join(tmp, "plan.json")
-	pb, err := json.MarshalIndent(plan, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(planFile, pb, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := runNode(t, node, filepath.Join(root, "e2e"), 150*time.Second, "driver.mjs", planFile)
-	results := map[string]*flowResult{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 4<<20)
-	for sc.Scan() {
-		var r flowResult
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("driver output %q: %v", sc.Text(), err)
-		}
-		results[r.Name] = &r
-	}
+	results := runFlows(t, node, chromium, g.tmp, art,
+		[]string{"--ignore-certificate-errors-spki-list=" + g.cert1.spki() + "," + g.cert2.spki()}, flows)
 
 	var summary strings.Builder
-	get := func(t *testing.T, name string) *flowResult {
-		t.Helper()
-		r := results[name]
-		if r == nil {
-			t.Fatalf("flow %s: no result from the driver", name)
-		}
-		for _, s := range r.Steps {
-			fmt.Fprintf(&summary, "%-20s %-7s %-10s %-20s %5d ms  %s\n", name, s.Page, s.Do, s.ID, s.Ms, s.describe())
-			if s.Screenshot != "" {
-				t.Logf("screenshot %s: %s", name, s.Screenshot)
+	for _, c := range cases {
+		t.Run(c.flow.Name, func(t *testing.T) {
+			r := results[c.flow.Name]
+			if r == nil {
+				t.Fatalf("no result from the driver")
 			}
-		}
-		if r.Error != "" {
-			t.Errorf("flow %s stopped: %s\n  console:\n  %s", name, r.Error, strings.Join(r.Console, "\n  "))
-		}
-		return r
-	}
-	fail := func(t *testing.T, r *flowResult, format string, args ...any) {
-		t.Helper()
-		t.Errorf(format+"\n  console:\n  %s", append(args, strings.Join(r.Console, "\n  "))...)
-	}
-	checkPixels := func(t *testing.T, r *flowResult, s *stepResult, w, h int, samples [][2]int, want [][3]int) {
-		t.Helper()
-		if !s.Settled || s.Canvas.W != w || s.Canvas.H != h || len(s.Samples) != len(want) {
-			fail(t, r, "%s: canvas %dx%d settled %v with %d samples, want %dx%d showing the pattern (%s)",
-				s.ID, s.Canvas.W, s.Canvas.H, s.Settled, len(s.Samples), w, h, s.Error)
-			return
-		}
-		for i := range want {
-			if !near(s.Samples[i], want[i], 8) {
-				fail(t, r, "%s: pixel %v = %v, want %v", s.ID, samples[i], s.Samples[i], want[i])
+			r.summary(&summary)
+			for _, s := range r.Steps {
+				if s.Screenshot != "" {
+					t.Logf("screenshot: %s", s.Screenshot)
+				}
 			}
-		}
-	}
-	connected := func(t *testing.T, r *flowResult, s *stepResult) {
-		t.Helper()
-		if s.State != "connected" {
-			fail(t, r, "%s: state %q (status %q, load error %q, step error %q), want connected", s.ID, s.State, s.Status, s.LoadError, s.Error)
-		}
-	}
-
-	// Issue 12: noVNC connects to a VNC server that wants a password, with none in the page:
-	// the proxy offered it security type None only, and it answered None, never a VNC
-	// authentication response.
-	for _, name := range []string{"inject-ours", "inject-novnc"} {
-		t.Run(name, func(t *testing.T) {
-			r := get(t, name)
-			connected(t, r, r.step("open"))
-			checkPixels(t, r, r.step("pixels"), 800, 600, stripeSamples, stripeWant)
-			if s := r.step("secrets"); s.Error != "" || len(s.Found) > 0 {
-				fail(t, r, "the VNC password shows in the page: %v (%s)", s.Found, s.Error)
+			if r.Error != "" {
+				r.failf(t, "the flow stopped: %s", r.Error)
 			}
-			p := r.page("p")
-			if strings.Contains(p.URL, vncPassword) || strings.Contains(p.URL, "password") {
-				t.Errorf("page URL %q names a password", p.URL)
-			}
-			recv, sent := frames(p.Recv), frames(p.Sent)
-			if len(recv) < 14 || string(recv[:12]) != "RFB 003.008\n" || recv[12] != 1 || recv[13] != 1 {
-				fail(t, r, "the browser was offered %x, want RFB 003.008 and exactly one security type, None (1)", recv[:min(len(recv), 14)])
-			}
-			if len(sent) < 14 || string(sent[:12]) != "RFB 003.008\n" || sent[12] != 1 {
-				fail(t, r, "the browser answered %x, want its version and security type None (1), then ClientInit", sent[:min(len(sent), 14)])
-			}
+			c.check(t, r)
 		})
 	}
-	// Issue 12: a wrong password at the proxy is explained in noVNC's status line.
-	for name, want := range map[string]string{
-		"wrong-password-ours":  "the VNC server refused the proxy's credentials",
-		"wrong-password-novnc": "rejected with reason: the VNC server refused the proxy's credentials",
-	} {
-		t.Run(name, func(t *testing.T) {
-			r := get(t, name)
-			s := r.step("open")
-			if s.State != "failed" || !strings.Contains(s.Status, want) {
-				fail(t, r, "state %q status %q, want failed saying %q", s.State, s.Status, want)
-			}
-		})
-	}
-	// Issue 12: view-only, enforced at the proxy.
-	t.Run("view-only", func(t *testing.T) {
-		r := get(t, "view-only")
-		connected(t, r, r.step("open-watcher"))
-		connected(t, r, r.step("open-worker"))
-		voMu.Lock()
-		before, afterVO, afterRW := vo["before"], vo["after-view-only"], vo["after-normal"]
-		voMu.Unlock()
-		if afterVO.KeyEvents != before.KeyEvents || afterVO.PointerEvents != before.PointerEvents {
-			fail(t, r, "keys and clicks typed in the view-only session reached the VM: key events %d -> %d, pointer events %d -> %d",
-				before.KeyEvents, afterVO.KeyEvents, before.PointerEvents, afterVO.PointerEvents)
-		}
-		if k := afterRW.KeyEvents - afterVO.KeyEvents; k != int64(2*len(keysTyped)) {
-			fail(t, r, "the normal session's %d key presses and releases gave %d key events at the VM, want exactly %d",
-				2*len(keysTyped), k, 2*len(keysTyped))
-		}
-		if p := afterRW.PointerEvents - afterVO.PointerEvents; p < int64(2*clicks) {
-			fail(t, r, "the normal session's %d clicks gave %d pointer events at the VM, want at least %d", clicks, p, 2*clicks)
-		}
-		if s := r.step("watcher-later"); !s.Settled {
-			fail(t, r, "the view-only session's screen stopped updating (hash %s, as before the keys)", s.Hash)
-		}
-		for _, id := range []string{"watcher-end", "worker-end"} {
-			connected(t, r, r.step(id))
-		}
-		t.Logf("VM counts: before %+v, after the view-only input %+v, after the normal input %+v", before, afterVO, afterRW)
-	})
-	// Issue 12: a recording replayed shows the live session's last frame.
-	t.Run("record-replay", func(t *testing.T) {
-		r := get(t, "record-replay")
-		connected(t, r, r.step("open-live"))
-		checkPixels(t, r, r.step("live-stripes"), 800, 600, stripeSamples, stripeWant)
-		live := r.step("live-last")
-		checkPixels(t, r, live, 800, 600, checkSamples, checkWant)
-		connected(t, r, r.step("open-replay"))
-		replay := r.step("replay-last")
-		checkPixels(t, r, replay, 800, 600, checkSamples, checkWant)
-		if live.Hash == "" || replay.Hash != live.Hash {
-			fail(t, r, "the replay ends on pixels with SHA-256 %q, the live session's last frame had %q", replay.Hash, live.Hash)
-		}
-		recMu.Lock()
-		f := recFile
-		recMu.Unlock()
-		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("recording %s: %v (err %v), want mode 0600", f, fi.Mode(), err)
-		}
-		t.Logf("live and replay canvases: SHA-256 %s; recording %s", live.Hash, filepath.Base(f))
-	})
-	// Issue 13: https:// and wss:// from vncedge, a certificate replaced under a live session.
-	t.Run("tls", func(t *testing.T) {
-		r := get(t, "tls")
-		connected(t, r, r.step("open"))
-		checkPixels(t, r, r.step("stripes"), 800, 600, stripeSamples, stripeWant)
-		if s := r.step("hook-tls-reload"); s.Error != "" {
-			fail(t, r, "certificate replacement: %s", s.Error)
-		}
-		reloadMu.Lock()
-		p := afterReload
-		reloadMu.Unlock()
-		if p.leaf == nil || p.leaf.SerialNumber.Cmp(cert2.leaf.SerialNumber) != 0 || p.protocol != "http/1.1" {
-			t.Errorf("after the replacement a new connection got %s, ALPN %q; want the new certificate and http/1.1", peerName(p), p.protocol)
-		}
-		checkPixels(t, r, r.step("checker"), 800, 600, checkSamples, checkWant)
-		connected(t, r, r.step("after"))
-		pg := r.page("t")
-		if !strings.HasPrefix(pg.URL, "https://") || pg.WebSockets != 1 || len(pg.WSURLs) != 1 || !strings.HasPrefix(pg.WSURLs[0], "wss://") {
-			fail(t, r, "page %s opened WebSockets %v, want exactly one wss:// for the whole session", pg.URL, pg.WSURLs)
-		}
-		connected(t, r, r.step("open-novnc"))
-		checkPixels(t, r, r.step("novnc-checker"), 800, 600, checkSamples, checkWant)
-		if n := r.page("n"); len(n.WSURLs) == 0 || !strings.HasPrefix(n.WSURLs[0], "wss://") {
-			fail(t, r, "Debian's noVNC over https opened %v, want wss://", n.WSURLs)
-		}
-		if s := r.step("untrusted"); !strings.Contains(s.LoadError, "ERR_CERT") {
-			fail(t, r, "a server whose key is not pinned: load error %q (state %q), want Chromium to refuse its certificate", s.LoadError, s.State)
-		}
-	})
-
 	took := time.Since(began).Round(time.Millisecond)
 	fmt.Fprintf(&summary, "took %v, failed: %v\n", took, t.Failed())
 	summaryFile := filepath.Join(art, "rfb-summary.txt")
 	if err := os.WriteFile(summaryFile, []byte(summary.String()), 0o644); err != nil {
 		t.Error(err)
 	}
-	t.Logf("RFB and TLS browser test took %v; screenshots and %s in %s", took, filepath.Base(summaryFile), art)
+	t.Logf("RFB and TLS browser test took %v; screenshots (rfb-*.png) and %s in %s", took, filepath.Base(summaryFile), art)
+}
+
+func writeFile(t *testing.T, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // peerName describes a served certificate for failure messages.

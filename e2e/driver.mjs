@@ -1,6 +1,7 @@
-// Browser driver for vncedge's end-to-end test. The Go test (e2e_test.go) starts the servers and
-// hands this script a plan; the script runs each scenario in headless Chromium with playwright-core
-// and prints one JSON line per scenario on stdout. It judges nothing: the Go test asserts.
+// Browser driver for vncedge's end-to-end tests. The Go tests (browser_test.go,
+// browser_rfb_test.go) start the servers and hand this script a plan; the script runs each
+// scenario and flow in headless Chromium with playwright-core and prints one JSON line per
+// scenario or flow on stdout. It judges nothing: the Go tests assert.
 //
 // Usage: node driver.mjs PLAN.json
 // Plan: {

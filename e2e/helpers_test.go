@@ -58,7 +58,7 @@ func (r *requirements) check() {
 	}
 	msg := "E2E SKIPPED: missing " + strings.Join(r.missing, ", ") +
 		"; install them with `make e2e-deps` (Debian packages chromium tigervnc-standalone-server " +
-		"tigervnc-tools x11-xserver-utils websockify novnc nodejs npm; npm ci in web/ and e2e/)"
+		"tigervnc-tools x11-xserver-utils websockify novnc openssl nodejs npm; npm ci in web/ and e2e/)"
 	if os.Getenv("CI") == "true" {
 		r.t.Fatal(strings.Replace(msg, "E2E SKIPPED", "E2E FAILED (CI=true, the tools must be there)", 1))
 	}

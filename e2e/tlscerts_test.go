@@ -109,13 +109,25 @@ func (ca *testCA) pool() *x509.CertPool {
 }
 
 // writeFiles writes the chain and key as dir/name.pem and dir/name.key and returns their
-// paths. Each file is replaced by a rename, so a reader never sees half a file.
+// paths.
 func (c issued) writeFiles(t *testing.T, dir, name string) (certFile, keyFile string) {
 	t.Helper()
-	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
-	writeAtomic(t, keyFile, c.key, 0o600)
-	writeAtomic(t, certFile, c.chain, 0o644)
+	certFile, keyFile, err := c.write(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return certFile, keyFile
+}
+
+// write is writeFiles for goroutines other than the test's. Each file is replaced by a
+// rename, so a reader never sees half a file; the key goes first, so a reader that sees the
+// new certificate finds its key.
+func (c issued) write(dir, name string) (certFile, keyFile string, err error) {
+	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
+	if err := writeAtomic(keyFile, c.key, 0o600); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, writeAtomic(certFile, c.chain, 0o644)
 }
 
 // spki is the base64 SHA-256 of the leaf's SubjectPublicKeyInfo: the form Chromium's
@@ -125,15 +137,12 @@ func (c issued) spki() string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-func writeAtomic(t *testing.T, path string, data []byte, mode os.FileMode) {
-	t.Helper()
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, data, mode); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	return os.Rename(tmp, path)
 }
 
 func newKey(t *testing.T) *ecdsa.PrivateKey {
