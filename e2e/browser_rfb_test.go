@@ -130,10 +130,17 @@ func (g *rfbRig) injectCases() []rfbCase {
 				showsStripes("pixels", "p"),
 				{ID: "secrets", Do: "secrets", Page: "p", Forbid: vncPassword},
 				shot("p", "inject-"+app),
+				// The same password serves every session, not only the first.
+				{ID: "again", Do: "open", Page: "again", App: app, URL: u},
+				showsStripes("again-pixels", "again"),
 			}},
 			check: func(t *testing.T, r *flowResult) {
 				r.connected(t, "open")
 				r.pixels(t, "pixels", 800, 600, stripeSamples, stripeWant)
+				if s := r.step("again"); r.step("open").State == "connected" && s.State != "connected" {
+					r.failf(t, "a second session with the same --vnc-password-file: state %q (status %q), the first was connected", s.State, s.Status)
+				}
+				r.pixels(t, "again-pixels", 800, 600, stripeSamples, stripeWant)
 				if s := r.step("secrets"); s.Error != "" || len(s.Found) > 0 {
 					r.failf(t, "the VNC password shows in the page: %v (%s)", s.Found, s.Error)
 				}

@@ -353,8 +353,12 @@ async function runFlow(context, fl) {
             }
         },
         async input(st, out) {
-            const { page } = pageOf(st);
-            const box = await page.locator('canvas').first().boundingBox();
+            const { page, app } = pageOf(st);
+            const now = await page.evaluate(probes[app]);
+            if (now.state !== 'connected') {
+                throw new Error(`input: the session is ${now.state} (${now.status}), not connected`);
+            }
+            const box = await page.locator('canvas').first().boundingBox({ timeout: timeoutMs });
             const cx = box.x + box.width / 2;
             const cy = box.y + box.height / 2;
             await page.mouse.move(cx - 20, cy - 20);
