@@ -22,6 +22,7 @@ KUSTOMIZATION ?= deploy/kubernetes/kustomization.yaml
 # Debian packages the tests need (README.md lists each with what uses it;
 # deploy/readme_test.go checks the two agree). prometheus brings promtool.
 E2E_APT := chromium tigervnc-standalone-server tigervnc-tools x11-xserver-utils websockify novnc haproxy nginx-light prometheus redis-server
+E2E_APT += openssl
 
 .PHONY: all build web web-test demo test check vet fmt-check unit e2e deps go-deps e2e-deps bench fuzz soak clean image k8s-image print-version print-ldflags
 

@@ -40,7 +40,8 @@ type xvnc struct {
 	p       *proc
 }
 
-func startXvnc(t *testing.T, xvncBin, vncpasswd, xsetroot, dir string) *xvnc {
+// startXvnc starts TigerVNC with the stripes on its root window; extra are more Xvnc options.
+func startXvnc(t *testing.T, xvncBin, vncpasswd, xsetroot, dir string, extra ...string) *xvnc {
 	t.Helper()
 	passFile := filepath.Join(dir, "xvnc.passwd")
 	cmd := exec.Command(vncpasswd, "-f")
@@ -72,10 +73,11 @@ func startXvnc(t *testing.T, xvncBin, vncpasswd, xsetroot, dir string) *xvnc {
 			continue
 		}
 		port := freePort(t)
-		p := startProc(t, dir, fmt.Sprintf("xvnc-%d", display), xvncBin, fmt.Sprintf(":%d", display),
+		argv := append([]string{xvncBin, fmt.Sprintf(":%d", display),
 			"-rfbport", fmt.Sprint(port), "-localhost", "-nolisten", "tcp",
 			"-SecurityTypes", "VncAuth", "-PasswordFile", passFile,
-			"-geometry", "800x600", "-depth", "24", "-AlwaysShared")
+			"-geometry", "800x600", "-depth", "24", "-AlwaysShared"}, extra...)
+		p := startProc(t, dir, fmt.Sprintf("xvnc-%d", display), argv...)
 		deadline := time.Now().Add(10 * time.Second)
 		for !p.exited() && time.Now().Before(deadline) {
 			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {

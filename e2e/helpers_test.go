@@ -58,7 +58,7 @@ func (r *requirements) check() {
 	}
 	msg := "E2E SKIPPED: missing " + strings.Join(r.missing, ", ") +
 		"; install them with `make e2e-deps` (Debian packages chromium tigervnc-standalone-server " +
-		"tigervnc-tools x11-xserver-utils websockify novnc nodejs npm; npm ci in web/ and e2e/)"
+		"tigervnc-tools x11-xserver-utils websockify novnc openssl nodejs npm; npm ci in web/ and e2e/)"
 	if os.Getenv("CI") == "true" {
 		r.t.Fatal(strings.Replace(msg, "E2E SKIPPED", "E2E FAILED (CI=true, the tools must be there)", 1))
 	}
@@ -224,8 +224,8 @@ type edge struct {
 	p     *proc
 }
 
-// startEdge runs vncedge with the public flags the issue names.
-func startEdge(t *testing.T, bin, logDir, name, web, tokenFile string, allowPorts []int) *edge {
+// startEdge runs vncedge with the public flags the issue names, and extra flags after them.
+func startEdge(t *testing.T, bin, logDir, name, web, tokenFile string, allowPorts []int, extra ...string) *edge {
 	t.Helper()
 	ports := make([]string, len(allowPorts))
 	for i, p := range allowPorts {
@@ -245,6 +245,7 @@ func startEdge(t *testing.T, bin, logDir, name, web, tokenFile string, allowPort
 	if web != "" {
 		argv = append(argv, "--web", web)
 	}
+	argv = append(argv, extra...)
 	e.p = startProc(t, logDir, name, argv...)
 	waitTCP(t, e.p, fmt.Sprintf("127.0.0.1:%d", port), 15*time.Second)
 	waitReady(t, e)

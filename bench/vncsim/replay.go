@@ -92,18 +92,19 @@ func (fr *fbsReader) next() (rfb.FBSBlock, error) {
 }
 
 // replay sends the recording after the session's own handshake: the recorded handshake is
-// skipped, then each block goes out at its recorded time (relative to the block that ends the
-// handshake) or at once with ReplayFast. Afterwards the session stays open, showing the last
+// skipped, then, once the client asks for its first update (or after askWait), each block goes
+// out at its recorded time (relative to the block that ends the handshake) or at once with
+// ReplayFast. Afterwards the session stays open, showing the last
 // frame, until the client leaves. Client messages are followed with rfb.Scanner all along, so
 // input is counted and a broken client ends the session.
 func (sess *session) replay() error {
 	_ = sess.conn.SetDeadline(time.Time{})
-	in := &inputReader{done: make(chan struct{})}
+	in := &inputReader{done: make(chan struct{}), asked: make(chan struct{})}
 	go func() {
 		defer close(in.done)
-		in.err = sess.scanInput()
+		in.err = sess.scanInput(in.asked)
 	}()
-	err := sess.playRecording(in.done)
+	err := sess.playRecording(in.asked, in.done)
 	if err == nil {
 		<-in.done // the last frame stays up until the client leaves
 		err = in.err
@@ -125,15 +126,35 @@ func (sess *session) replay() error {
 
 // inputReader is the goroutine reading a replay session's client; err is set before done closes.
 type inputReader struct {
-	done chan struct{}
-	err  error
+	done  chan struct{}
+	asked chan struct{} // closed at the client's first FramebufferUpdateRequest
+	err   error
 }
+
+// askWait is how long a replay waits for the client's first FramebufferUpdateRequest. A VNC
+// server sends updates only when asked, and noVNC depends on it: it reads nothing that came in
+// the same message as ServerInit until another message arrives, so a replay sent straight
+// after ServerInit (ReplayFast) can leave its screen blank. A client that never asks (a script)
+// gets the replay after this wait anyway.
+const askWait = 500 * time.Millisecond
 
 var errClientGone = errors.New("vncsim: client left during the replay")
 
 func isClientGone(err error) bool { return err == errClientGone }
 
-func (sess *session) playRecording(clientDone <-chan struct{}) error {
+func (sess *session) playRecording(asked, clientDone <-chan struct{}) error {
+	wait := time.NewTimer(askWait)
+	select {
+	case <-asked:
+	case <-wait.C:
+	case <-clientDone:
+		wait.Stop()
+		return errClientGone
+	case <-sess.srv.done:
+		wait.Stop()
+		return errors.New("vncsim: server closed")
+	}
+	wait.Stop()
 	rec := sess.srv.rec
 	f, err := os.Open(rec.path)
 	if err != nil {
@@ -183,12 +204,18 @@ func (sess *session) playRecording(clientDone <-chan struct{}) error {
 	}
 }
 
-// scanInput reads the client's messages until it leaves, counting keys and pointer events.
-func (sess *session) scanInput() error {
+// scanInput reads the client's messages until it leaves, counting keys and pointer events, and
+// closes asked at the first FramebufferUpdateRequest.
+func (sess *session) scanInput(asked chan<- struct{}) error {
 	var sc rfb.Scanner
 	st := &sess.srv.st
 	count := func(m rfb.Message) {
 		switch m.Kind {
+		case rfb.KindFramebufferUpdateRequest:
+			if asked != nil {
+				close(asked)
+				asked = nil
+			}
 		case rfb.KindKeyEvent, rfb.KindQEMUKeyEvent:
 			st.keys.Add(1)
 		case rfb.KindPointerEvent:

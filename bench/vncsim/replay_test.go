@@ -219,3 +219,25 @@ func TestOlderVersions(t *testing.T) {
 		t.Fatal("version 4.0 accepted")
 	}
 }
+
+// TestReplayWaitsForRequest: nothing follows ServerInit until the client asks for an update, as
+// from a real VNC server (noVNC leaves bytes that share a message with ServerInit unread until
+// the next message, so an eager replay showed it a blank screen).
+func TestReplayWaitsForRequest(t *testing.T) {
+	start := rfb.AppendRecordingStart(nil, rfb.V38, replaySI)
+	path := writeRecording(t, []recBlock{{start, 0}, {rawUpdate(16, 8, 7), 0}})
+	s := start2(t, Config{Mode: ModeReplay, ReplayFile: path, ReplayFast: true})
+	c, br, _ := openSession(t, s, "")
+	_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := br.ReadByte(); !isTimeout(err) {
+		t.Fatalf("before any update request: %v, want a read timeout", err)
+	}
+	if err := rfbclient.RequestUpdate(c, false, 0, 0, 16, 8); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var got byte
+	if _, _, err := rfbclient.ReadUpdate(br, 4, func(_ rfbclient.Rect, p []byte) { got = p[0] }); err != nil || got != 7 {
+		t.Fatalf("update after the request: pixel %d, %v", got, err)
+	}
+}

@@ -37,7 +37,8 @@ const (
 	// ModeSource writes Pattern as fast as the socket takes it (VM -> browser throughput).
 	ModeSource
 	// ModeReplay serves an FBS recording (Config.ReplayFile): a fresh handshake with the
-	// recording's ServerInit, then the recorded server messages with their original timing.
+	// recording's ServerInit, then, from the client's first update request on, the recorded
+	// server messages with their original timing.
 	ModeReplay
 )
 
