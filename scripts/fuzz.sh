@@ -31,7 +31,17 @@ for pkg in $(go list ./...); do
 		# The last progress line: "fuzz: elapsed: 5m0s, execs: N (R/sec), new interesting: K (total: T)"
 		last=$(grep -E '^fuzz: elapsed' "$log" | tail -1 || true)
 		execs=$(sed -nE 's/.*execs: ([0-9]+) .*/\1/p' <<<"$last")
-		rate=$(sed -nE 's/.*\(([0-9]+)\/sec\).*/\1/p' <<<"$last")
+		# The line's own rate covers its last 3 s only (often 0 while a new input is
+		# minimized), so the summary gives the mean over the whole run.
+		elapsed=$(sed -nE 's/^fuzz: elapsed: ([0-9hms]+),.*/\1/p' <<<"$last")
+		secs=0
+		if [[ $elapsed =~ ^(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?$ ]]; then
+			secs=$(( ${BASH_REMATCH[2]:-0} * 3600 + ${BASH_REMATCH[4]:-0} * 60 + ${BASH_REMATCH[6]:-0} ))
+		fi
+		rate=
+		if [ -n "$execs" ] && [ "$secs" -gt 0 ]; then
+			rate=$(( execs / secs ))
+		fi
 		corpus=$(sed -nE 's/.*\(total: ([0-9]+)\).*/\1/p' <<<"$last")
 		printf '%-28s %-28s %-6s execs %-12s %-8s/s corpus %s\n' "${pkg#vncedge/}" "$target" "$result" \
 			"${execs:-?}" "${rate:-?}" "${corpus:-?}" | tee -a "$summary"
