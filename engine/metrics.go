@@ -103,16 +103,16 @@ func (m *serverMetrics) registerServer(s *Server) {
 	b := s.cfg.Build
 	m.set.NewGauge(fmt.Sprintf(`vncedge_build_info{version=%q,commit=%q,go=%q}`,
 		labelValue(b.Version), labelValue(b.Commit), labelValue(runtime.Version())), func() float64 { return 1 })
-	m.set.NewGauge("vncedge_limit_max_sessions", func() float64 { return float64(s.cfg.MaxSessions) })
-	m.set.NewGauge("vncedge_limit_max_sessions_per_upstream", func() float64 { return float64(s.cfg.MaxSessionsPerVM) })
+	m.set.NewGauge("vncedge_limit_max_sessions", func() float64 { return float64(s.current().MaxSessions) })
+	m.set.NewGauge("vncedge_limit_max_sessions_per_upstream", func() float64 { return float64(s.current().MaxSessionsPerVM) })
 	m.set.NewGauge("vncedge_limit_max_frame_bytes", func() float64 { return float64(s.cfg.MaxFrame) })
 	m.set.NewGauge("vncedge_limit_max_buffered_bytes", func() float64 { return float64(s.cfg.MaxBuffered) })
 	m.set.NewGauge("vncedge_limit_max_pending_setups", func() float64 { return float64(cap(s.setups)) })
-	m.set.NewGauge("vncedge_limit_max_sessions_per_ip", func() float64 { return float64(s.cfg.MaxSessionsPerIP) })
-	m.set.NewGauge("vncedge_limit_max_upgrades_per_ip_per_second", func() float64 { return s.cfg.UpgradeRate })
+	m.set.NewGauge("vncedge_limit_max_sessions_per_ip", func() float64 { return float64(s.current().MaxSessionsPerIP) })
+	m.set.NewGauge("vncedge_limit_max_upgrades_per_ip_per_second", func() float64 { return s.current().UpgradeRate })
 	// s.maxHandshakes, not the flag: 0 there means a quarter of the descriptors.
-	m.set.NewGauge("vncedge_limit_max_handshakes", func() float64 { return float64(s.maxHandshakes) })
-	m.set.NewGauge("vncedge_limit_max_handshakes_per_ip", func() float64 { return float64(s.cfg.MaxHandshakesPerIP) })
+	m.set.NewGauge("vncedge_limit_max_handshakes", func() float64 { return float64(s.maxHandshakes.Load()) })
+	m.set.NewGauge("vncedge_limit_max_handshakes_per_ip", func() float64 { return float64(s.current().MaxHandshakesPerIP) })
 	m.set.NewGauge("vncedge_limit_memory_budget_bytes", func() float64 { return float64(s.cfg.MemoryBudget) })
 }
 
