@@ -176,6 +176,10 @@ var vncedgeBinary = sync.OnceValues(func() (string, error) {
 })
 
 func TestMain(m *testing.M) {
+	// The rollout test runs this binary as its stand-in for systemctl.
+	if dir := os.Getenv(fakeSystemctlEnv); dir != "" {
+		os.Exit(fakeSystemctl(dir, os.Args[1:], os.Stdout, os.Stderr))
+	}
 	code := m.Run()
 	if bin, err := vncedgeBinary(); err == nil {
 		os.RemoveAll(filepath.Dir(bin))
