@@ -13,7 +13,7 @@ import (
 // commandLineOnly says which flags a config file may not set.
 func commandLineOnly(name string) bool {
 	switch name {
-	case "config", "check", "version", "help":
+	case "config", "check", "version", "help", "takeover":
 		return true
 	}
 	return false

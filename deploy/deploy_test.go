@@ -176,6 +176,10 @@ var vncedgeBinary = sync.OnceValues(func() (string, error) {
 })
 
 func TestMain(m *testing.M) {
+	// The rollout test runs this binary as its stand-in for systemctl.
+	if dir := os.Getenv(fakeSystemctlEnv); dir != "" {
+		os.Exit(fakeSystemctl(dir, os.Args[1:], os.Stdout, os.Stderr))
+	}
 	code := m.Run()
 	if bin, err := vncedgeBinary(); err == nil {
 		os.RemoveAll(filepath.Dir(bin))
@@ -280,6 +284,15 @@ func TestTimeoutsAgree(t *testing.T) {
 	drain, ping := vncedgeSettings(t, read(t, "systemd/vncedge.yaml"))
 	if stop := duration(t, setting(t, "systemd/vncedge.service", "TimeoutStopSec")); stop < drain+closeLinger {
 		t.Errorf("systemd TimeoutStopSec %v < drain-timeout %v + %v", stop, drain, closeLinger)
+	}
+	// The slots drain for as long as their ExecStart says, over the file's.
+	m := regexp.MustCompile(`(?m)^ExecStart=.*--drain-timeout (\S+)`).FindStringSubmatch(read(t, "systemd/vncedge@.service"))
+	if m == nil {
+		t.Fatal("vncedge@.service: no --drain-timeout on ExecStart")
+	}
+	slotDrain := duration(t, m[1])
+	if stop := duration(t, setting(t, "systemd/vncedge@.service", "TimeoutStopSec")); stop < slotDrain+closeLinger {
+		t.Errorf("vncedge@.service TimeoutStopSec %v < drain-timeout %v + %v", stop, slotDrain, closeLinger)
 	}
 
 	cfg := dig(t, kubeObject(t, "configmap.yaml", "ConfigMap", "vncedge-config"), "data", "vncedge.yaml").(string)
@@ -455,6 +468,37 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		// Any output is a finding: an unknown key is only a warning.
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+
+	// The slots: the template verifies as an instance, and differs from
+	// the plain unit only where a takeover needs it.
+	slot := read(t, "systemd/vncedge@.service")
+	for _, want := range []string{"Type=notify", "User=vncedge", "DynamicUser=yes",
+		"RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK", "RestartPreventExitStatus=2"} {
+		if !strings.Contains(slot, "\n"+want+"\n") || (want != "User=vncedge" && !strings.Contains(unit, "\n"+want+"\n")) {
+			t.Errorf("the units lack %s (the template, and but for User= the plain unit too)", want)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^ExecStart=.* --takeover( |$)`).MatchString(slot) {
+		t.Error("vncedge@.service does not start with --takeover")
+	}
+	// Two units share a dynamic user by its name, and SO_REUSEPORT shares a
+	// port only within one user: the plain unit's implied name is vncedge.
+	if strings.Contains(unit, "\nUser=") {
+		t.Error("vncedge.service names a User=; the slots take over from it only as the same dynamic user (vncedge)")
+	}
+	dir := t.TempDir()
+	inst := filepath.Join(dir, "vncedge@a.service")
+	tmpl := rewrite(t, "systemd/vncedge@.service", dir, "/usr/local/bin/vncedge", buildVncedge(t))
+	if err := os.Rename(tmpl, inst); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(analyze, "verify", inst).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify vncedge@a.service: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("sh", "-n", "systemd/vncedge-rollout").CombinedOutput(); err != nil {
+		t.Errorf("sh -n vncedge-rollout: %v\n%s", err, out)
 	}
 }
 

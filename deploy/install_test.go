@@ -96,7 +96,8 @@ func TestSystemdInstallLeavesServiceWorking(t *testing.T) {
 	if !fi.IsDir() || fi.Mode().Perm() != 0o750 || st.Uid != 0 || int(st.Gid) != gid {
 		t.Errorf("/etc/vncedge/tokens: %v uid %d gid %d, want a directory 0750 root:%s (%d)", fi.Mode(), st.Uid, st.Gid, tokenGroup, gid)
 	}
-	for _, f := range []string{"usr/local/bin/vncedge", "etc/sysctl.d/99-vncedge.conf", "etc/vncedge/vncedge.yaml"} {
+	for _, f := range []string{"usr/local/bin/vncedge", "etc/sysctl.d/99-vncedge.conf", "etc/vncedge/vncedge.yaml",
+		"etc/systemd/system/vncedge@.service", "usr/local/sbin/vncedge-rollout"} {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
 			t.Errorf("install.sh did not install /%s: %v", f, err)
 		}

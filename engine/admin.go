@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -21,17 +20,12 @@ import (
 
 // startAdmin serves /metrics, /healthz, /readyz (and pprof when enabled) on
 // a plain net/http listener, kept apart from the public port so it can stay
-// on 127.0.0.1 or an internal network.
-func (s *Server) startAdmin() error {
-	ln, err := net.Listen("tcp", s.cfg.Admin)
-	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
-	}
-	s.adminLn = ln
+// on 127.0.0.1 or an internal network. Listen has bound its socket.
+func (s *Server) startAdmin() {
+	ln := s.adminSock
 	s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	go func() { _ = s.admin.Serve(ln) }()
-	return nil
 }
 
 func (s *Server) adminHandler() http.Handler {

@@ -30,6 +30,12 @@ type Config struct {
 	Admin string
 	// Loops is the number of gnet event loops; 0 means one per CPU.
 	Loops int
+	// Takeover lets the listeners bind beside those of a running vncedge
+	// on the same addresses (--takeover; both have SO_REUSEPORT), for a
+	// restart that keeps sessions: once this one listens, the old one is
+	// stopped and hands its listeners over (takeover.go). Without it an
+	// address someone holds is refused at start.
+	Takeover bool
 
 	// Router maps requests to VM targets. Required.
 	Router *routing.Router

@@ -12,9 +12,11 @@ import (
 // capacity enforces --max-sessions and --max-sessions-per-upstream. It is
 // touched once when a session is set up and once when it ends, never per
 // message, so a mutex around the per-VM map costs nothing that matters.
+// The two maxima change on reload (setMax): a lowered one refuses new
+// sessions until use falls below it and ends none.
 type capacity struct {
-	maxTotal int64
-	maxPer   int
+	maxTotal atomic.Int64
+	maxPer   atomic.Int64
 	total    atomic.Int64
 
 	mu  sync.Mutex
@@ -22,13 +24,21 @@ type capacity struct {
 }
 
 func newCapacity(maxTotal, maxPer int) *capacity {
-	return &capacity{maxTotal: int64(maxTotal), maxPer: maxPer, per: make(map[string]int)}
+	c := &capacity{per: make(map[string]int)}
+	c.setMax(maxTotal, maxPer)
+	return c
+}
+
+// setMax sets both maxima (0: no limit).
+func (c *capacity) setMax(maxTotal, maxPer int) {
+	c.maxTotal.Store(int64(maxTotal))
+	c.maxPer.Store(int64(maxPer))
 }
 
 // acquireSession takes a global slot; false means the box is full.
 func (c *capacity) acquireSession() bool {
 	n := c.total.Add(1)
-	if c.maxTotal > 0 && n > c.maxTotal {
+	if m := c.maxTotal.Load(); m > 0 && n > m {
 		c.total.Add(-1)
 		return false
 	}
@@ -45,7 +55,7 @@ func (c *capacity) acquireVM(key string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.per[key]
-	if c.maxPer > 0 && n >= c.maxPer {
+	if m := c.maxPer.Load(); m > 0 && int64(n) >= m {
 		return false
 	}
 	c.per[key] = n + 1
@@ -184,6 +194,32 @@ type clientEntry struct {
 func newClientLimits(cfg *Config) *clientLimits {
 	return &clientLimits{maxSessions: cfg.MaxSessionsPerIP, maxHandshakes: cfg.MaxHandshakesPerIP,
 		rate: rate.Limit(cfg.UpgradeRate), burst: cfg.UpgradeBurst, m: make(map[netip.Addr]*clientEntry)}
+}
+
+// setLimits changes the limits on reload. Counts in use stay: a lowered
+// maximum refuses new sessions and handshakes until use falls below it.
+// The upgrade buckets of addresses seen already take the new rate and
+// size at once (a bucket keeps the tokens it has, up to the new size).
+func (l *clientLimits) setLimits(maxSessions, maxHandshakes int, perSecond float64, burst int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.maxSessions, l.maxHandshakes = maxSessions, maxHandshakes
+	r := rate.Limit(perSecond)
+	if r == l.rate && burst == l.burst {
+		return
+	}
+	l.rate, l.burst = r, burst
+	for _, e := range l.m {
+		switch {
+		case r <= 0:
+			e.upgrades = nil
+		case e.upgrades == nil:
+			e.upgrades = rate.NewLimiter(r, max(burst, 1))
+		default:
+			e.upgrades.SetLimit(r)
+			e.upgrades.SetBurst(max(burst, 1))
+		}
+	}
 }
 
 func (l *clientLimits) entry(a netip.Addr) *clientEntry {

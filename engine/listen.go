@@ -1,11 +1,14 @@
 package engine
 
 import (
-	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,23 +30,118 @@ type acceptMark struct {
 	tls  bool       // from the --tls-listen listener
 }
 
-// listener is one listening socket and its accept goroutine.
-type listener struct {
-	srv *Server
-	ln  *net.TCPListener
-	tls bool
+// listenSocket is one listening socket (a WebSocket port or the admin
+// port) that can be handed over to a successor: handOver takes every
+// connection queued on it, takes it out of the kernel's SO_REUSEPORT group
+// and closes it; Accept then returns the connections taken, and after
+// them net.ErrClosed. It is a net.Listener, so net/http serves the admin
+// port from it.
+type listenSocket struct {
+	ln    *net.TCPListener
+	addr  string // as configured, for logs
+	ident sockIdent
+
+	handing atomic.Bool
+	handed  chan struct{} // closed once handOver has taken the queue
+	mu      sync.Mutex
+	queue   []*net.TCPConn // taken by handOver, not yet returned by Accept
 }
 
-func (srv *Server) listen(addr string) (*listener, error) {
-	// No TCP keepalive on browser sockets: the engine's own ping and pong
-	// deadline find dead browsers, and Go's default (15 s) costs four
-	// setsockopt calls per accepted connection.
-	lc := net.ListenConfig{KeepAlive: -1}
-	ln, err := lc.Listen(context.Background(), "tcp", addr)
+// maxHandoverAccepts bounds the connections one handover takes from a
+// queue (the kernel's own bound is net.core.somaxconn).
+const maxHandoverAccepts = 1 << 16
+
+func newListenSocket(addr string, takeover bool) (*listenSocket, error) {
+	ln, err := bindTCP(addr, takeover)
 	if err != nil {
 		return nil, err
 	}
-	return &listener{srv: srv, ln: ln.(*net.TCPListener)}, nil
+	id, err := identOf(ln)
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return &listenSocket{ln: ln, addr: addr, ident: id, handed: make(chan struct{})}, nil
+}
+
+// AcceptTCP waits for the next connection.
+func (l *listenSocket) AcceptTCP() (*net.TCPConn, error) {
+	if !l.handing.Load() {
+		c, err := l.ln.AcceptTCP()
+		if err == nil || !l.handing.Load() {
+			return c, err
+		}
+		// The handover shut the socket down under this Accept.
+	}
+	<-l.handed
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.queue) == 0 {
+		return nil, net.ErrClosed
+	}
+	c := l.queue[0]
+	l.queue[0], l.queue = nil, l.queue[1:]
+	return c, nil
+}
+
+// Accept is AcceptTCP for net/http.
+func (l *listenSocket) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes the socket; a connection still in its queue is reset.
+func (l *listenSocket) Close() error { return l.ln.Close() }
+
+// Addr is the bound address.
+func (l *listenSocket) Addr() net.Addr { return l.ln.Addr() }
+
+// siblings counts the other listeners on this socket's address (a
+// predecessor's or a successor's).
+func (l *listenSocket) siblings() (int, error) { return siblings(l.ident) }
+
+// handOver takes the queued connections, leaves the address to the other
+// listeners on it and closes the socket; it returns how many it took.
+// Accept returns them before it reports the socket closed. A second call
+// waits for the first.
+func (l *listenSocket) handOver() (int, error) {
+	if !l.handing.CompareAndSwap(false, true) {
+		<-l.handed
+		return 0, nil
+	}
+	var fds []int
+	var derr error
+	rc, err := l.ln.SyscallConn()
+	if err == nil {
+		err = rc.Control(func(fd uintptr) { fds, derr = drainAccept(int(fd), maxHandoverAccepts) })
+	}
+	conns := make([]*net.TCPConn, 0, len(fds))
+	for _, fd := range fds {
+		f := os.NewFile(uintptr(fd), "accepted")
+		c, ferr := net.FileConn(f) // a copy of the descriptor; ours is closed below
+		_ = f.Close()
+		if ferr != nil {
+			derr = errors.Join(derr, ferr)
+			continue
+		}
+		conns = append(conns, c.(*net.TCPConn))
+	}
+	l.mu.Lock()
+	l.queue = conns
+	l.mu.Unlock()
+	_ = l.ln.Close() // wakes an Accept still waiting in the poller
+	close(l.handed)
+	return len(conns), errors.Join(err, derr)
+}
+
+// listener is a WebSocket listening socket and its accept goroutine.
+type listener struct {
+	srv  *Server
+	sock *listenSocket
+	tls  bool
 }
 
 // Accept backoff after a resource error: long enough that a process out
@@ -53,13 +151,13 @@ const (
 	acceptBackoffMax = 500 * time.Millisecond
 )
 
-// run accepts until the listener is closed.
+// run accepts until the listener is closed or handed over.
 func (l *listener) run() {
 	srv := l.srv
 	defer srv.listenersDone.Done()
 	backoff := time.Duration(0)
 	for {
-		c, err := l.ln.AcceptTCP()
+		c, err := l.sock.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -161,7 +259,7 @@ func (srv *Server) enrollFailed(mark *acceptMark, err error) {
 
 func (srv *Server) acquireHandshake() bool {
 	n := srv.handshakes.Add(1)
-	if m := srv.maxHandshakes; m > 0 && n > int64(m) {
+	if m := srv.maxHandshakes.Load(); m > 0 && n > m {
 		srv.handshakes.Add(-1)
 		return false
 	}

@@ -103,15 +103,16 @@ func (m *serverMetrics) registerServer(s *Server) {
 	b := s.cfg.Build
 	m.set.NewGauge(fmt.Sprintf(`vncedge_build_info{version=%q,commit=%q,go=%q}`,
 		labelValue(b.Version), labelValue(b.Commit), labelValue(runtime.Version())), func() float64 { return 1 })
-	m.set.NewGauge("vncedge_limit_max_sessions", func() float64 { return float64(s.cfg.MaxSessions) })
-	m.set.NewGauge("vncedge_limit_max_sessions_per_upstream", func() float64 { return float64(s.cfg.MaxSessionsPerVM) })
+	m.set.NewGauge("vncedge_limit_max_sessions", func() float64 { return float64(s.current().MaxSessions) })
+	m.set.NewGauge("vncedge_limit_max_sessions_per_upstream", func() float64 { return float64(s.current().MaxSessionsPerVM) })
 	m.set.NewGauge("vncedge_limit_max_frame_bytes", func() float64 { return float64(s.cfg.MaxFrame) })
 	m.set.NewGauge("vncedge_limit_max_buffered_bytes", func() float64 { return float64(s.cfg.MaxBuffered) })
 	m.set.NewGauge("vncedge_limit_max_pending_setups", func() float64 { return float64(cap(s.setups)) })
-	m.set.NewGauge("vncedge_limit_max_sessions_per_ip", func() float64 { return float64(s.cfg.MaxSessionsPerIP) })
-	m.set.NewGauge("vncedge_limit_max_upgrades_per_ip_per_second", func() float64 { return s.cfg.UpgradeRate })
-	m.set.NewGauge("vncedge_limit_max_handshakes", func() float64 { return float64(s.maxHandshakes) })
-	m.set.NewGauge("vncedge_limit_max_handshakes_per_ip", func() float64 { return float64(s.cfg.MaxHandshakesPerIP) })
+	m.set.NewGauge("vncedge_limit_max_sessions_per_ip", func() float64 { return float64(s.current().MaxSessionsPerIP) })
+	m.set.NewGauge("vncedge_limit_max_upgrades_per_ip_per_second", func() float64 { return s.current().UpgradeRate })
+	// s.maxHandshakes, not the flag: 0 there means a quarter of the descriptors.
+	m.set.NewGauge("vncedge_limit_max_handshakes", func() float64 { return float64(s.maxHandshakes.Load()) })
+	m.set.NewGauge("vncedge_limit_max_handshakes_per_ip", func() float64 { return float64(s.current().MaxHandshakesPerIP) })
 	m.set.NewGauge("vncedge_limit_memory_budget_bytes", func() float64 { return float64(s.cfg.MemoryBudget) })
 }
 
@@ -156,7 +157,7 @@ func metricHelp(family string) string {
 	case "vncedge_static_responses_total":
 		return "Static file responses on the listen port."
 	case "vncedge_reloads_total":
-		return "Reloads attempted (SIGHUP, or a token, key or certificate file that changed)."
+		return "Reloads (SIGHUP) attempted."
 	case "vncedge_reload_errors_total":
 		return "Reloads that failed; the previous routing stays in use."
 	case "vncedge_log_lines_dropped_total":
@@ -184,7 +185,7 @@ func metricHelp(family string) string {
 	case "vncedge_limit_max_upgrades_per_ip_per_second":
 		return "Configured --max-upgrades-per-ip as a rate per second (0: no limit)."
 	case "vncedge_limit_max_handshakes":
-		return "Connections not yet relaying that may be open at once (--max-handshakes; 0: no limit)."
+		return "Connections not yet relaying that may be open at once (--max-handshakes, or a quarter of the descriptors)."
 	case "vncedge_limit_max_handshakes_per_ip":
 		return "Configured --max-handshakes-per-ip (0: no limit)."
 	case "vncedge_handshakes_active":

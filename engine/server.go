@@ -30,14 +30,22 @@ type Server struct {
 	log     *slog.Logger
 	logq    *asyncHandler
 	router  *routing.Router
-	origins originPolicy
-	proxies trustedProxies
+	live    atomic.Pointer[liveState] // the settings a reload changes (live.go)
+	proxies proxySet                  // the trusted proxies of live
 	site    atomic.Pointer[webroot.Site]
 	met     *serverMetrics
 	limits  *capacity
 	addr    atomic.Pointer[string] // the bound listen address, once Serve has bound it
 	tlsAddr atomic.Pointer[string] // the bound TLS listen address
-	lns     []*listener
+
+	// Listening (listen.go, takeover.go): bound once, by Listen.
+	listenOnce sync.Once
+	listenErr  error
+	lns        []*listener   // the WebSocket ports
+	adminSock  *listenSocket // nil without an admin listener
+	ready      chan struct{} // closed once Serve accepts connections
+	handedOver atomic.Bool   // the listeners went to a successor
+	diagWarned atomic.Bool   // the socket table could not be read, and the log said so
 
 	// TLS on the edge (engine/tlsio): certificates, handshake workers.
 	tlsStore      *tlsio.Store
@@ -49,7 +57,7 @@ type Server struct {
 	// sessions and upgrade rate.
 	fds           fdBudget
 	handshakes    atomic.Int64
-	maxHandshakes int
+	maxHandshakes atomic.Int64
 	clients       *clientLimits
 	staticQueued  atomic.Int64 // static response bytes gnet holds for slow readers
 
@@ -84,12 +92,12 @@ type Server struct {
 	pollWake chan struct{}
 
 	booted   atomic.Bool
-	draining atomic.Bool
+	draining atomic.Bool // stopping: /readyz fails
+	refusing atomic.Bool // stopping with no successor: new upgrades get 503
 	engMu    sync.Mutex
 	eng      gnet.Engine
 	client   *gnet.Client
 	admin    *http.Server
-	adminLn  net.Listener
 
 	stop         chan struct{}
 	stopOnce     sync.Once
@@ -103,19 +111,13 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("engine config: %w", err)
 	}
-	origins, err := newOriginPolicy(cfg.Origins)
-	if err != nil {
-		return nil, fmt.Errorf("engine config: %w", err)
-	}
-	proxies, err := newTrustedProxies(cfg.TrustedProxies)
+	live, err := compileLive(cfg.Live(cfg.Router.AllowList().Specs()), cfg.ProxyProtocol)
 	if err != nil {
 		return nil, fmt.Errorf("engine config: %w", err)
 	}
 	s := &Server{
 		cfg:       cfg,
 		router:    cfg.Router,
-		origins:   origins,
-		proxies:   proxies,
 		met:       newServerMetrics(),
 		limits:    newCapacity(cfg.MaxSessions, cfg.MaxSessionsPerVM),
 		fds:       newFDBudget(cfg.FDReserve),
@@ -131,7 +133,11 @@ func New(cfg Config) (*Server, error) {
 		pollWake:  make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		served:    make(chan struct{}),
+		ready:     make(chan struct{}),
 	}
+	s.live.Store(live)
+	s.proxies = proxySet{s}
+	s.maxHandshakes.Store(int64(cfg.MaxHandshakes))
 	base := cfg.Logger
 	if base == nil {
 		base = slog.Default()
@@ -147,7 +153,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.met.registerServer(s)
 	s.met.set.NewGauge("vncedge_queued_bytes", func() float64 { return float64(s.queuedTotal()) })
-	s.maxHandshakes = cfg.MaxHandshakes
 	// The TLS store and pool serve both the TLS listener and TLS to VMs
 	// (grants with the tls option), so they exist without --tls-listen too.
 	tcfg := tlsDefaults(cfg.TLS)
@@ -220,25 +225,29 @@ func (s *Server) TLSAddr() string {
 
 // AdminAddr is the admin listener's address, or "" when it is off.
 func (s *Server) AdminAddr() string {
-	if s.adminLn == nil {
+	if s.adminSock == nil {
 		return ""
 	}
-	return s.adminLn.Addr().String()
+	return s.adminSock.Addr().String()
 }
+
+// Ready is closed once Serve accepts connections on every listener.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // now is the coarse clock: nanoseconds since the server started.
 func (s *Server) now() int64 { return s.clock.Load() }
 
-// Serve runs the proxy until Shutdown completes.
-func (s *Server) Serve() error {
-	defer close(s.served)
-	fail := func(err error) error {
-		for _, l := range s.lns {
-			_ = l.ln.Close()
-		}
-		s.stopOnce.Do(func() { close(s.stop) })
-		return err
-	}
+// Listen binds every listener (Listen, TLSListen, Admin), each with
+// SO_REUSEPORT. Without Config.Takeover an address another process holds
+// is refused with an *AddrInUseError; with it, the listeners join a
+// running vncedge's (takeover.go). Serve calls it when the caller has not;
+// calling it first lets a program tell a listen error from a later one.
+func (s *Server) Listen() error {
+	s.listenOnce.Do(func() { s.listenErr = s.bindAll() })
+	return s.listenErr
+}
+
+func (s *Server) bindAll() error {
 	for _, spec := range []struct {
 		addr string
 		tls  bool
@@ -247,19 +256,49 @@ func (s *Server) Serve() error {
 		if spec.addr == "" {
 			continue
 		}
-		ln, err := s.listen(spec.addr)
+		sock, err := newListenSocket(spec.addr, s.cfg.Takeover)
 		if err != nil {
-			return fail(fmt.Errorf("listen: %w", err))
+			s.closeListeners()
+			return fmt.Errorf("listen: %w", err)
 		}
-		ln.tls = spec.tls
-		a := ln.ln.Addr().String()
+		a := sock.Addr().String()
 		spec.dst.Store(&a)
-		s.lns = append(s.lns, ln)
+		s.lns = append(s.lns, &listener{srv: s, sock: sock, tls: spec.tls})
 	}
 	if s.cfg.Admin != "" {
-		if err := s.startAdmin(); err != nil {
-			return fail(err)
+		sock, err := newListenSocket(s.cfg.Admin, s.cfg.Takeover)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("admin listener: %w", err)
 		}
+		s.adminSock = sock
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.lns {
+		_ = l.sock.Close()
+	}
+	if s.adminSock != nil {
+		_ = s.adminSock.Close()
+	}
+}
+
+// Serve runs the proxy until Shutdown completes.
+func (s *Server) Serve() error {
+	defer close(s.served)
+	fail := func(err error) error {
+		s.closeListeners()
+		s.stopOnce.Do(func() { close(s.stop) })
+		return err
+	}
+	if err := s.Listen(); err != nil {
+		s.stopOnce.Do(func() { close(s.stop) })
+		return err
+	}
+	if s.adminSock != nil {
+		s.startAdmin()
 	}
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
@@ -300,19 +339,21 @@ func (s *Server) Serve() error {
 		go s.tlsStore.Watch(watchCtx, s.log)
 	}
 	s.log.Info("vncedge listening", "listen", s.Addr(), "tls_listen", s.TLSAddr(), "admin", s.AdminAddr(),
-		"descriptor_budget", s.fds.limit, "max_handshakes", s.maxHandshakes)
-	if s.adminLn != nil && s.adminToken.Load() == nil && !isLoopback(s.adminLn.Addr()) {
+		"descriptor_budget", s.fds.limit, "max_handshakes", s.maxHandshakes.Load(), "takeover", s.cfg.Takeover)
+	if s.adminSock != nil && s.adminToken.Load() == nil && !isLoopback(s.adminSock.Addr()) {
 		s.log.Warn("the admin listener is not on loopback and has no --admin-token-file: anyone who reaches it can list, end and revoke sessions",
 			"admin", s.AdminAddr())
+	}
+	close(s.ready)
+	if s.cfg.Takeover {
+		go s.watchTakeover()
 	}
 	if s.fds.limit < 64 {
 		s.log.Warn("descriptor budget is tiny: raise the open files limit (ulimit -n, LimitNOFILE=) or lower --fd-reserve",
 			"descriptor_budget", s.fds.limit)
 	}
 	<-s.stop
-	for _, l := range s.lns {
-		_ = l.ln.Close()
-	}
+	s.closeListeners()
 	err = cli.Stop()
 	if s.recorder != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -332,11 +373,25 @@ func (s *Server) Serve() error {
 	return nil
 }
 
-// Reload re-reads routing sources and the web root (SIGHUP). A source that
-// fails keeps serving its previous snapshot.
-func (s *Server) Reload() error {
+// Reload re-reads routing sources, the web root, the TLS certificates and
+// the secret files (SIGHUP). A part that fails keeps serving what it had.
+func (s *Server) Reload() error { return s.ReloadWith(nil) }
+
+// ReloadWith is Reload that first applies the live settings read returns
+// (cmd/vncedge reads the config file again): all of them, or none when
+// read fails or any value is bad; the error then says why, and the
+// settings in force stay. A nil read reloads the files only. Every failure
+// counts in vncedge_reload_errors_total.
+func (s *Server) ReloadWith(read func() (Live, error)) error {
 	s.met.reloads.Inc()
 	var errs []error
+	if read != nil {
+		if next, err := read(); err != nil {
+			errs = append(errs, fmt.Errorf("config not re-read (the settings in force stay): %w", err))
+		} else if err := s.applyLive(next); err != nil {
+			errs = append(errs, fmt.Errorf("settings not applied (those in force stay): %w", err))
+		}
+	}
 	if err := s.router.Reload(); err != nil {
 		errs = append(errs, fmt.Errorf("routing: %w", err))
 	}
@@ -374,10 +429,12 @@ func (s *Server) Reload() error {
 	return err
 }
 
-// Shutdown drains the proxy: it stops accepting sessions (new upgrades get
-// 503 and /readyz fails, so load balancers move on), waits up to
-// DrainTimeout for sessions to end by themselves, closes the rest with 1001,
-// and stops. ctx bounds the whole operation.
+// Shutdown drains the proxy: /readyz fails at once, so load balancers move
+// on; when a successor (started with Takeover) listens on the same
+// addresses, the listeners go to it at once (takeover.go), else they stay
+// and new upgrades get 503 until a successor appears. Sessions get up to
+// DrainTimeout to end by themselves; the rest are closed with 1001, and
+// the server stops. ctx bounds the whole operation.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
 	return s.shutdownErr
@@ -385,9 +442,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.log.Info("draining", "sessions", s.limits.sessions(), "drain_timeout", s.cfg.DrainTimeout.String())
+	serving := s.booted.Load()
+	if serving && s.hasSuccessor() {
+		s.handOver()
+	} else {
+		s.refusing.Store(true)
+	}
+	s.log.Info("draining", "sessions", s.limits.sessions(), "drain_timeout", s.cfg.DrainTimeout.String(),
+		"handed_over", s.handedOver.Load())
 	if s.cfg.DrainTimeout > 0 {
-		s.waitFor(ctx, s.cfg.DrainTimeout, func() bool { return s.limits.sessions() == 0 })
+		lastLook := time.Now()
+		s.waitFor(ctx, s.cfg.DrainTimeout, func() bool {
+			if serving && !s.handedOver.Load() && time.Since(lastLook) >= successorPoll {
+				lastLook = time.Now()
+				if s.hasSuccessor() {
+					s.handOver()
+				}
+			}
+			return s.limits.sessions() == 0
+		})
 	}
 	s.forEachLoop(func(ls *loopState) { _ = ls.el.Execute(context.Background(), ls.closeAllRunnable) })
 	s.waitFor(ctx, s.cfg.CloseLinger, func() bool { return s.met.connectionsOpen.Get() == 0 })

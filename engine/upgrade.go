@@ -35,6 +35,11 @@ type upgradeInfo struct {
 // It touches no socket, so the fuzz target drives it directly.
 func (srv *Server) checkUpgrade(head []byte, resp io.Writer, remote string, key netip.Addr) (upgradeInfo, ws.Handshake, error) {
 	info := upgradeInfo{reject: rejectBadRequest, client: remote, clientKey: key}
+	// One snapshot of the live settings for the whole request: a reload in
+	// the middle must not check its origin against one list and its
+	// X-Forwarded-For against another.
+	live := srv.current()
+	trusted := len(live.proxies) > 0
 	cookieRouting := srv.router.TokenCookie() != ""
 	var uriCopy, cookies []byte // with cookie routing, the route waits for the headers
 	u := ws.Upgrader{
@@ -54,7 +59,7 @@ func (srv *Server) checkUpgrade(head []byte, resp io.Writer, remote string, key 
 			switch {
 			case bytes.EqualFold(k, []byte("Origin")):
 				info.origin = string(v)
-			case len(srv.proxies) > 0 && bytes.EqualFold(k, []byte("X-Forwarded-For")):
+			case trusted && bytes.EqualFold(k, []byte("X-Forwarded-For")):
 				if info.xff != "" {
 					info.xff += ","
 				}
@@ -68,16 +73,16 @@ func (srv *Server) checkUpgrade(head []byte, resp io.Writer, remote string, key 
 			return nil
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
-			info.resolveClient(srv)
+			info.resolveClient(live.proxies)
 			if cookieRouting {
 				if err := info.classify(srv.router.ClassifyCookie(uriCopy, cookies)); err != nil {
 					return nil, err
 				}
 			}
 			switch {
-			case !srv.origins.allow(info.origin, info.host):
+			case !live.origins.allow(info.origin, info.host):
 				info.reject = rejectOrigin
-			case srv.draining.Load():
+			case srv.refusing.Load():
 				info.reject = rejectDraining
 			default:
 				ok, why := srv.clients.admitUpgrade(info.clientKey)
@@ -101,7 +106,7 @@ func (srv *Server) checkUpgrade(head []byte, resp io.Writer, remote string, key 
 		io.Reader
 		io.Writer
 	}{bytes.NewReader(head), resp})
-	info.resolveClient(srv) // a rejected request is logged with its real client too
+	info.resolveClient(live.proxies) // a rejected request is logged with its real client too
 	if err != nil {
 		if info.counted { // a write error after the capacity check
 			info.counted = false
@@ -131,12 +136,12 @@ func (info *upgradeInfo) classify(rt routing.Route, err error) error {
 }
 
 // resolveClient applies a trusted X-Forwarded-For, once.
-func (info *upgradeInfo) resolveClient(srv *Server) {
+func (info *upgradeInfo) resolveClient(proxies trustedProxies) {
 	if info.xff == "" || info.xffDone {
 		return
 	}
 	info.xffDone = true
-	if c := srv.proxies.clientAddr(info.client, info.xff); c != info.client {
+	if c := proxies.clientAddr(info.client, info.xff); c != info.client {
 		info.client = c
 		if a, err := netip.ParseAddr(c); err == nil {
 			info.clientKey = a

@@ -170,6 +170,15 @@ func parsePort(s string) (uint16, error) {
 // Empty reports whether no --allow was given.
 func (a AllowList) Empty() bool { return len(a.entries) == 0 }
 
+// Specs returns the entries as given (white space trimmed), in order.
+func (a AllowList) Specs() []string {
+	out := make([]string, len(a.entries))
+	for i, e := range a.entries {
+		out[i] = e.spec
+	}
+	return out
+}
+
 // Len is the number of entries.
 func (a AllowList) Len() int { return len(a.entries) }
 

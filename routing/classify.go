@@ -73,7 +73,8 @@ func (r *Router) ClassifyCookie(uri, cookieHeader []byte) (Route, error) {
 }
 
 func (r *Router) classifyPath(target []byte) (Route, error) {
-	if r.allow.Empty() {
+	allow := r.AllowList()
+	if allow.Empty() {
 		return Route{}, errNoAllow()
 	}
 	if n := len(target); n > 0 && target[n-1] == '/' {
@@ -83,7 +84,7 @@ func (r *Router) classifyPath(target []byte) (Route, error) {
 	if err != nil {
 		return Route{}, err
 	}
-	if err := r.allow.Check(ap); err != nil {
+	if err := allow.Check(ap); err != nil {
 		return Route{}, err
 	}
 	return Route{Kind: KindPath, Addr: ap}, nil

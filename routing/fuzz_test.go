@@ -44,7 +44,7 @@ func FuzzClassify(f *testing.F) {
 			if !ap.IsValid() || ap.Addr().Is4In6() || ap.Addr().Zone() != "" || ap.Port() == 0 {
 				t.Fatalf("Classify(%q) target %v not normalised", uri, rt.Addr)
 			}
-			if err := r.allow.Check(ap); err != nil {
+			if err := r.AllowList().Check(ap); err != nil {
 				t.Fatalf("Classify(%q) passed a target the allow-list refuses: %v", uri, err)
 			}
 		case KindToken:

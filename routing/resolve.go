@@ -52,7 +52,7 @@ func (r *Router) resolvePath(rt Route) (Target, error) {
 		return Target{}, badTarget("malformed path target")
 	}
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	if err := r.allow.Check(ap); err != nil {
+	if err := r.AllowList().Check(ap); err != nil {
 		return Target{}, err
 	}
 	return Target{Addr: ap, Name: ap.String(), Kind: KindPath}, nil
@@ -305,13 +305,14 @@ func (r *Router) complete(ctx context.Context, g Grant, src TokenSource, hash st
 	if err != nil {
 		return Target{}, lookupError(where()+": bad target", err)
 	}
+	allow := r.AllowList()
 	port, err := parsePort(portStr)
 	if err != nil {
 		return Target{}, lookupError(where()+": bad target", err)
 	}
 	if addr, err := netip.ParseAddr(host); err == nil {
 		ap := netip.AddrPortFrom(addr.Unmap(), port)
-		if err := r.allow.check(ap); err != nil {
+		if err := allow.check(ap); err != nil {
 			return Target{}, withReasonPrefix(err, where())
 		}
 		base.Addr = ap
@@ -330,7 +331,7 @@ func (r *Router) complete(ctx context.Context, g Grant, src TokenSource, hash st
 	var first error
 	for _, a := range addrs {
 		ap := netip.AddrPortFrom(a.Unmap(), port)
-		err := r.allow.check(ap)
+		err := allow.check(ap)
 		if err == nil {
 			base.Addr = ap
 			return base, nil

@@ -226,10 +226,13 @@ func (r LookupResult) String() string {
 	return fmt.Sprintf("LookupResult(%d)", uint8(r))
 }
 
-// Router resolves requests. Its configuration is immutable after New and it
-// is safe for concurrent use.
+// Router resolves requests. Its configuration is immutable after New but
+// for the allow-list, which SetAllow swaps whole (SIGHUP); it is safe for
+// concurrent use.
 type Router struct {
-	allow       AllowList
+	// allow is swapped whole, never edited: a lookup loads it once and sees
+	// one list from start to end, and the event loops read it without a lock.
+	allow       atomic.Pointer[AllowList]
 	pathPrefix  string
 	tokenPath   string
 	tokenParam  string
@@ -280,7 +283,6 @@ func New(cfg Config) (*Router, error) {
 		return nil, fmt.Errorf("routing: %w", err)
 	}
 	r := &Router{
-		allow:         allow,
 		pathPrefix:    cmpOr(cfg.PathPrefix, "/vnc/"),
 		tokenPath:     cmpOr(cfg.TokenPath, "/websockify"),
 		tokenParam:    cmpOr(cfg.TokenParam, "token"),
@@ -294,6 +296,7 @@ func New(cfg Config) (*Router, error) {
 		claimTTL:      cfg.ClaimTTL,
 		claims:        cfg.Claims,
 	}
+	r.allow.Store(&allow)
 	if r.defaultPort == 0 {
 		r.defaultPort = DefaultPort
 	}
@@ -401,8 +404,22 @@ func cmpOrDur(d, def time.Duration) time.Duration {
 	return d
 }
 
-// AllowList returns the parsed --allow set.
-func (r *Router) AllowList() AllowList { return r.allow }
+// AllowList returns the --allow set in force.
+func (r *Router) AllowList() AllowList { return *r.allow.Load() }
+
+// SetAllow parses specs (as Config.Allow) and makes them the allow-list for
+// every lookup that starts from now on; lookups under way finish with the
+// list they started with, and sessions already open are not touched (the
+// allow-list decides where a session may go, once, when it opens). On an
+// error the list in force stays, whole.
+func (r *Router) SetAllow(specs []string) error {
+	a, err := ParseAllowList(specs)
+	if err != nil {
+		return fmt.Errorf("routing: %w", err)
+	}
+	r.allow.Store(&a)
+	return nil
+}
 
 // TokenCookie is the cookie name ClassifyCookie reads ("" when off): the
 // engine needs the Cookie header only when it is set.

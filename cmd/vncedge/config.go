@@ -144,6 +144,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	e := &o.engine
 
 	fs.StringVar(&e.Listen, "listen", e.Listen, "")
+	fs.BoolVar(&e.Takeover, "takeover", e.Takeover, "")
 	fs.StringVar(&e.Admin, "admin", e.Admin, "")
 	fs.StringVar(&e.AdminTokenFile, "admin-token-file", e.AdminTokenFile, "")
 	fs.Var(countValue{&e.Loops}, "loops", "")
@@ -225,8 +226,39 @@ func refusedInFile(name string) string {
 		return "a config file cannot name another config file"
 	case "version", "check":
 		return "--" + name + " belongs on the command line"
+	case "takeover":
+		// In a file it would make every start share the port of whatever
+		// vncedge runs, which is the mistake the check at start is for.
+		return "--takeover belongs on the command line of the one start that takes over"
 	}
 	return ""
+}
+
+// isLiveFlag reports the flags whose new values a reload (SIGHUP)
+// applies: engine.Live.
+func isLiveFlag(name string) bool {
+	switch name {
+	case "allow", "origin", "trusted-proxy", "max-sessions", "max-sessions-per-upstream", "max-sessions-per-ip",
+		"max-upgrades-per-ip", "max-handshakes", "max-handshakes-per-ip":
+		return true
+	}
+	return false
+}
+
+// restartOnlyChanges names the flags whose values differ between the
+// running options and those read again, and that a reload cannot apply.
+func restartOnlyChanges(running, next options) []string {
+	a, b := newFlagSet(&running), newFlagSet(&next)
+	var out []string
+	a.VisitAll(func(f *flag.Flag) {
+		if isLiveFlag(f.Name) || f.Name == "config" || f.Name == "check" || f.Name == "version" {
+			return
+		}
+		if g := b.Lookup(f.Name); g != nil && g.Value.String() != f.Value.String() {
+			out = append(out, f.Name)
+		}
+	})
+	return out
 }
 
 // applyConfigFile reads a YAML mapping whose keys are flag names and sets

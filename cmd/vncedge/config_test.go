@@ -119,6 +119,7 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--log-format", "json"}, func(o options) bool { return o.logFormat == "json" }},
 		{[]string{"--version"}, func(o options) bool { return o.version }},
 		{[]string{"--check"}, func(o options) bool { return o.check }},
+		{[]string{"--takeover"}, func(o options) bool { return o.engine.Takeover }},
 	}
 	for _, tc := range tests {
 		if tc.check == nil {

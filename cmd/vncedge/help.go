@@ -75,6 +75,15 @@ Listeners:
 		"A bearer token (one line) every admin request but /healthz and /readyz",
 		"must send (Authorization: Bearer ...); re-read on SIGHUP. Without it the",
 		"admin listener is open to whoever reaches it: keep it on loopback then.")
+	opt("--takeover", strconv.FormatBool(e.Takeover),
+		"Start beside a running vncedge on the same addresses (--listen,",
+		"--tls-listen, --admin; every listener binds with SO_REUSEPORT) instead of",
+		"refusing them. Both take new connections until the old one is stopped",
+		"(SIGTERM): it then hands its listeners over at once and keeps its",
+		"sessions until they end or --drain-timeout. A restart that keeps",
+		"sessions: start the new one with --takeover, wait until it is ready,",
+		"stop the old one. Without it, a second instance on an address a running",
+		"vncedge holds exits with status 2. Command line only.")
 	opt("--loops N", strconv.Itoa(e.Loops)+" (one per CPU)", "Event loops.")
 	opt("--web DIR", str(e.WebDir), "Serve static files (the noVNC client) from DIR on the listen port.")
 	opt("--pprof", strconv.FormatBool(e.Pprof), "Expose /debug/pprof/ on the admin listener.")
@@ -184,8 +193,11 @@ Timeouts:
 	opt("--ping-interval D", dur(e.PingInterval), "Send the browser a WebSocket ping this often.")
 	opt("--pong-timeout D", dur(e.PongTimeout), "Close a session whose browser has not answered a ping for this long.")
 	opt("--drain-timeout D", dur(e.DrainTimeout),
-		"On SIGTERM: stop accepting, wait this long for sessions to end, then",
-		"close the rest with 1001. Keep it below the supervisor's stop timeout.")
+		"On SIGTERM: hand the listeners to a --takeover successor (or, with none,",
+		"keep them and answer new upgrades with 503), wait this long for sessions",
+		"to end, then close the rest with 1001. Keep it below the supervisor's",
+		"stop timeout; after a takeover it may be hours (sessions end by",
+		"themselves while the successor serves).")
 
 	w(`
 Limits:
@@ -306,13 +318,30 @@ Config file:
     max-buffered: 16MiB
 
 Signals:
-  SIGTERM, SIGINT  drain: stop accepting, close sessions with 1001 after
-                   --drain-timeout; a second signal exits at once
-  SIGHUP           re-read the token sources (token files, password files,
-                   signing key, HTTP header file) and the web root; each
-                   file that fails keeps its previous contents, the rest
-                   applies, and the log names every part that failed.
-                   Changes to flags or the config file need a restart.
+  SIGTERM, SIGINT  drain: /readyz fails; with a --takeover successor on the
+                   same addresses the listeners go to it at once, else new
+                   upgrades get 503 until one binds; sessions left after
+                   --drain-timeout close with 1001; a second signal exits
+                   at once
+  SIGHUP           re-read the config file and apply its allow, origin,
+                   trusted-proxy, max-sessions, max-sessions-per-upstream,
+                   max-sessions-per-ip, max-upgrades-per-ip, max-handshakes
+                   and max-handshakes-per-ip (flags on the command line keep
+                   their values; one bad value keeps all of these as they
+                   run); re-read the token sources (token files, password
+                   files, signing key, HTTP header file), the web root, the
+                   TLS certificates, the VNC password and admin token
+                   files. Each part that fails keeps what it had, the rest
+                   applies, and the log names every failure
+                   (vncedge_reload_errors_total). Sessions already open
+                   keep what they opened with. Everything else needs a
+                   restart (with --takeover, one that keeps sessions): the
+                   listen, TLS and admin addresses, --loops, the token
+                   source flags, --token-path, --token-cookie, the
+                   timeouts, --max-frame, --max-buffered, --memory-budget,
+                   --proxy-protocol, --allow-unix, recording, --rfb-errors,
+                   --view-only, the paths of files, logging; the log names
+                   the ones a reload saw changed and did not apply.
 
 Exit status: 0 clean stop, 1 runtime failure, 2 bad flags or config.
 

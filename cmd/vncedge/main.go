@@ -99,6 +99,25 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 		fmt.Fprintln(stdout, "vncedge: configuration OK")
 		return exitOK
 	}
+	// Bind before anything else starts, so that an address another
+	// vncedge holds is refused as the configuration mistake it is (exit 2:
+	// systemd's RestartPreventExitStatus keeps a unit from retrying it). A
+	// port another program holds stays a runtime failure (1), which a
+	// restart may outlive.
+	if err := srv.Listen(); err != nil {
+		var inUse *engine.AddrInUseError
+		if errors.As(err, &inUse) && inUse.Shared {
+			return usageError(stderr, err)
+		}
+		logger.Error("server failed", "err", err)
+		return exitRuntime
+	}
+	notifySocket := os.Getenv("NOTIFY_SOCKET")
+	notify := func(state string) {
+		if err := sdNotify(notifySocket, state); err != nil {
+			logger.Warn("telling the service manager failed", "state", state, "err", err)
+		}
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var watchers sync.WaitGroup
@@ -117,11 +136,38 @@ func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int 
 	}
 
 	logger.Info("vncedge starting", "version", versionString(), "config", opts.configFile,
-		"allow", len(opts.allow), "token_sources", strings.Join(srcs.names, ","), "token_file", opts.tokenFile)
+		"allow", len(opts.allow), "token_sources", strings.Join(srcs.names, ","), "token_file", opts.tokenFile,
+		"takeover", opts.engine.Takeover)
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve() }()
-	sv := supervisor{srv: srv, drain: cfg.DrainTimeout, dupWindow: duplicateSignalWindow, logger: logger, reloads: reloads}
+	watchers.Go(func() {
+		select {
+		case <-srv.Ready():
+			notify("READY=1\nSTATUS=serving")
+		case <-ctx.Done():
+		}
+	})
+	sv := supervisor{srv: srv, drain: cfg.DrainTimeout, dupWindow: duplicateSignalWindow, logger: logger, reloads: reloads,
+		reread: rereadConfig(args, opts, logger), notify: notify}
 	return sv.run(serveDone, signals)
+}
+
+// rereadConfig returns what SIGHUP applies from the config file: the
+// command line is parsed again with it, so flags given there keep their
+// values, and the live settings (engine.Live) of the result go to the
+// engine. Changed settings that only a restart applies are named in the
+// log and left as they run.
+func rereadConfig(args []string, running options, logger *slog.Logger) func() (engine.Live, error) {
+	return func() (engine.Live, error) {
+		next, err := parseConfig(args)
+		if err != nil {
+			return engine.Live{}, err
+		}
+		if c := restartOnlyChanges(running, next); len(c) > 0 {
+			logger.Warn("config changes that need a restart were not applied", "flags", strings.Join(c, ","))
+		}
+		return next.engine.Live(next.allow), nil
+	}
 }
 
 // watchSources polls the token sources' files (cheap stats) and asks the
@@ -159,23 +205,34 @@ const duplicateSignalWindow = 500 * time.Millisecond
 // server is what the supervisor needs from *engine.Server.
 type server interface {
 	Shutdown(ctx context.Context) error
-	Reload() error
+	ReloadWith(read func() (engine.Live, error)) error
 }
 
-// supervisor maps signals to the server's Shutdown and Reload.
+// supervisor maps signals to the server's Shutdown and reloads.
 type supervisor struct {
 	srv       server
 	drain     time.Duration // the server's drain timeout, to bound Shutdown
 	dupWindow time.Duration // see duplicateSignalWindow
 	logger    *slog.Logger
 	reloads   <-chan struct{} // reloads asked for by --token-watch; nil for none
+	// reread reads the config file again for SIGHUP (rereadConfig); nil
+	// reloads the files only.
+	reread func() (engine.Live, error)
+	// notify tells the service manager (sdNotify); nil for none.
+	notify func(state string)
 }
 
-// reload reloads the server and logs what happened. The token sources log
-// the details themselves (which files were applied, which kept their
-// previous contents and why); this line says whether all of it applied.
+// reload reloads the server and logs what happened: SIGHUP re-reads the
+// config file too, a --token-watch change the files only. The token
+// sources log the details themselves (which files were applied, which kept
+// their previous contents and why); this line says whether all of it
+// applied.
 func (sv supervisor) reload(trigger string) {
-	if err := sv.srv.Reload(); err != nil {
+	var read func() (engine.Live, error)
+	if trigger == "SIGHUP" {
+		read = sv.reread
+	}
+	if err := sv.srv.ReloadWith(read); err != nil {
 		sv.logger.Error("reload incomplete: the parts named kept their previous contents, the rest was applied",
 			"trigger", trigger, "err", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return
@@ -220,10 +277,9 @@ func (sv supervisor) run(serveDone <-chan error, signals <-chan os.Signal) int {
 			logger.Error("server did not stop after shutdown", "waited", shutdownGrace.String())
 			return exitRuntime
 		case <-sv.reloads:
-			if draining {
-				logger.Debug("token change seen while draining; not reloading")
-				continue
-			}
+			// While draining too: a drain after a takeover lasts as long as
+			// its sessions, and a token removed from its file must still
+			// end them here.
 			sv.reload("token-watch")
 		case sig := <-signals:
 			switch {
@@ -234,6 +290,9 @@ func (sv supervisor) run(serveDone <-chan error, signals <-chan os.Signal) int {
 				return exitRuntime
 			case isStop(sig):
 				logger.Info("stop signal: draining", "signal", sig.String(), "drain_timeout", drain.String())
+				if sv.notify != nil {
+					sv.notify("STOPPING=1\nSTATUS=draining: sessions stay until they end or the drain timeout")
+				}
 				draining, drainStart = true, time.Now()
 				shutdownDone = make(chan error, 1)
 				go func(done chan<- error) {
@@ -241,8 +300,6 @@ func (sv supervisor) run(serveDone <-chan error, signals <-chan os.Signal) int {
 					defer cancel()
 					done <- srv.Shutdown(ctx)
 				}(shutdownDone)
-			case sig == syscall.SIGHUP && draining:
-				logger.Info("reload ignored while draining")
 			case sig == syscall.SIGHUP:
 				sv.reload("SIGHUP")
 			default:

@@ -31,6 +31,11 @@ say() { echo "install: $*"; }
 # 1. The binary, the unit and the kernel settings (always replaced).
 install -D -m 0755 "$BIN" "$DESTDIR/usr/local/bin/vncedge"
 install -D -m 0644 deploy/systemd/vncedge.service "$DESTDIR/etc/systemd/system/vncedge.service"
+# The two slots for restarts that keep sessions, and the script that rolls
+# from one to the other (deploy/README.md); vncedge.service stays the one
+# started here until the first vncedge-rollout takes over from it.
+install -D -m 0644 deploy/systemd/vncedge@.service "$DESTDIR/etc/systemd/system/vncedge@.service"
+install -D -m 0755 deploy/systemd/vncedge-rollout "$DESTDIR/usr/local/sbin/vncedge-rollout"
 install -D -m 0644 deploy/sysctl/99-vncedge.conf "$DESTDIR/etc/sysctl.d/99-vncedge.conf"
 
 # 2. The config file, only if there is none yet (it is the operator's).
@@ -68,8 +73,13 @@ fi
 /usr/local/bin/vncedge --config /etc/vncedge/vncedge.yaml --check
 sysctl --system >/dev/null
 systemctl daemon-reload
+if systemctl is-active --quiet 'vncedge@*'; then
+	say "a vncedge@ slot serves the old binary: vncedge-rollout starts the new one, keeping sessions"
+	exit 0
+fi
 if systemctl is-active --quiet vncedge; then
-	say "vncedge was already running the old binary: systemctl restart vncedge when convenient (it drains first)"
+	say "vncedge was already running the old binary: vncedge-rollout moves to the new one keeping sessions" \
+		"(systemctl restart vncedge would end them)"
 fi
 systemctl enable --now vncedge
 say "vncedge is running: systemctl status vncedge; journalctl -u vncedge"
