@@ -17,8 +17,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -72,7 +74,7 @@ func startTigerVNC(t *testing.T, securityTypes string, extra ...string) *tigerVN
 		t.Fatal(err)
 	}
 	for display := 120 + os.Getpid()%40; display < 400; display += 11 {
-		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", display)); err == nil {
+		if xDisplayHeld(display) {
 			continue
 		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -116,6 +118,14 @@ func startTigerVNC(t *testing.T, securityTypes string, extra ...string) *tigerVN
 			continue
 		}
 		t.Cleanup(func() {
+			// SIGTERM, so that Xtigervnc removes its lock file and socket: killed,
+			// it leaves them behind and later runs run out of display numbers.
+			_ = p.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+				return
+			case <-time.After(ioTimeout):
+			}
 			p.Process.Kill()
 			select {
 			case <-exited:
@@ -446,4 +456,22 @@ func writeTestCert(t *testing.T, dir string) *x509.CertPool {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return pool
+}
+
+// xDisplayHeld reports whether an X server holds display n. A lock file whose
+// process is gone (an X server killed outright) is removed with its socket,
+// so that stale locks do not use up the display numbers.
+func xDisplayHeld(n int) bool {
+	lock := fmt.Sprintf("/tmp/.X%d-lock", n)
+	b, err := os.ReadFile(lock)
+	if err != nil {
+		return !os.IsNotExist(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+		return true
+	}
+	_ = os.Remove(lock)
+	_ = os.Remove(fmt.Sprintf("/tmp/.X11-unix/X%d", n))
+	return false
 }
