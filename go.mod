@@ -12,6 +12,7 @@ require (
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/valyala/bytebufferpool v1.0.0
 	go.yaml.in/yaml/v3 v3.0.6
+	golang.org/x/net v0.39.0
 	golang.org/x/sync v0.11.0
 	golang.org/x/sys v0.48.0
 	golang.org/x/time v0.16.0

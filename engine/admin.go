@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/net/netutil"
 
 	"vncedge/routing"
 )
@@ -22,7 +24,10 @@ import (
 // a plain net/http listener, kept apart from the public port so it can stay
 // on 127.0.0.1 or an internal network. Listen has bound its socket.
 func (s *Server) startAdmin() {
-	ln := s.adminSock
+	var ln net.Listener = s.adminSock
+	if s.cfg.MaxAdminConns > 0 {
+		ln = netutil.LimitListener(ln, s.cfg.MaxAdminConns)
+	}
 	s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 	go func() { _ = s.admin.Serve(ln) }()

@@ -20,6 +20,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 
+	"vncedge/bench/vncsim"
 	"vncedge/routing"
 )
 
@@ -403,5 +404,61 @@ func TestWaitEnrollGivesUp(t *testing.T) {
 	close(closed)
 	if err := waitEnroll(closed, time.Second); !errors.Is(err, errEnrollTimeout) {
 		t.Fatalf("a closed result channel: %v", err)
+	}
+}
+
+// TestRecordingFilesCounted: a recording's files are descriptors too, so a
+// recorded session counts them in the budget until it ends.
+func TestRecordingFilesCounted(t *testing.T) {
+	vm := startSimVM(t, vncsim.Config{})
+	tf := tokenFile(t, "rec: "+vm.Addr().String()+" record\nplain: "+vm.Addr().String()+"\n")
+	ts := startServer(t, func(c *Config, rc *routing.Config) {
+		c.RecordDir, c.RecordInput = t.TempDir(), true
+		rc.Sources = []routing.TokenSource{tf}
+	})
+	plain := mustDialWS(t, ts.url+"/websockify?token=plain")
+	plain.rfbLogin()
+	waitUntil(t, 5*time.Second, "a plain session counting 2 descriptors", func() bool { return ts.fds.used.Load() == 2 })
+	rec := mustDialWS(t, ts.url+"/websockify?token=rec")
+	rec.rfbLogin()
+	// 2 sockets, the .fbs file and the input log.
+	waitUntil(t, 5*time.Second, "a recorded session counting 4 more", func() bool { return ts.fds.used.Load() == 6 })
+	_ = rec.conn.Close()
+	_ = plain.conn.Close()
+	waitUntil(t, 5*time.Second, "every descriptor given back", func() bool { return ts.fds.used.Load() == 0 })
+}
+
+// TestAdminConnectionsBounded: past MaxAdminConns an admin client waits in
+// the accept queue instead of holding one more descriptor.
+func TestAdminConnectionsBounded(t *testing.T) {
+	ts := startServer(t, func(c *Config, _ *routing.Config) { c.MaxAdminConns = 2 })
+	admin := ts.AdminAddr()
+	var idle []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+		defer c.Close()
+	}
+	third, err := net.Dial("tcp", admin) // the kernel completes the handshake; nobody accepts it yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	if _, err := third.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	_ = third.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := third.Read(buf); err == nil {
+		t.Fatalf("a third admin connection was served while two were open: %q", buf[:n])
+	}
+	idle[0].Close()
+	_ = third.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.ReadAtLeast(third, buf, 12)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200") {
+		t.Fatalf("after one closed: %q, %v", buf[:n], err)
 	}
 }

@@ -147,7 +147,7 @@ func newFDBudget(reserve int) fdBudget {
 }
 
 // descriptorBudget is how many descriptors browser and VM sockets may use:
-// the soft RLIMIT_NOFILE less reserve (0: 5% of it, at least 128).
+// the soft RLIMIT_NOFILE less reserve (0: 1/128 of it, at least 128).
 func descriptorBudget(reserve int) int64 {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
@@ -155,7 +155,7 @@ func descriptorBudget(reserve int) int64 {
 	}
 	n := int64(rl.Cur)
 	if reserve <= 0 {
-		reserve = int(max(128, n/20))
+		reserve = int(max(128, n/128))
 	}
 	return max(n-int64(reserve), 0)
 }

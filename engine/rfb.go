@@ -242,13 +242,24 @@ func (s *session) filterToVM(p []byte) bool {
 func (s *session) startRecording() bool {
 	srv := s.srv
 	var err error
-	if srv.recorder == nil {
+	files := int64(1) // the recording's descriptors, given back with the session's slots
+	if srv.cfg.RecordInput {
+		files++ // the input log
+	}
+	switch {
+	case srv.recorder == nil:
 		err = errors.New("the grant asks to record, but no --record-dir is set")
-	} else {
+	case !srv.fds.take(files):
+		err = errors.New("descriptor budget spent: no room for the recording's files")
+	default:
 		s.rfb.rec, err = srv.recorder.Start(recorder.Session{ID: s.id, Target: s.targetName,
 			Begin: time.Now(), Input: srv.cfg.RecordInput})
+		if err != nil {
+			srv.fds.give(files)
+		}
 	}
 	if err == nil {
+		s.slots.fds += files
 		return true
 	}
 	srv.log.LogAttrs(context.Background(), slog.LevelWarn, "recording not started",

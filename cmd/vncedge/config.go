@@ -190,6 +190,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(countValue{&e.MaxHandshakes}, "max-handshakes", "")
 	fs.Var(countValue{&e.MaxHandshakesPerIP}, "max-handshakes-per-ip", "")
 	fs.Var(sizeValue[int64]{&e.MemoryBudget}, "memory-budget", "")
+	fs.Var(countValue{&e.FDReserve}, "fd-reserve", "")
+	fs.Var(countValue{&e.MaxAdminConns}, "max-admin-conns", "")
 
 	fs.StringVar(&e.TLSListen, "tls-listen", e.TLSListen, "")
 	fs.Var(&listValue{p: &o.tlsCerts}, "tls-cert", "")

@@ -97,6 +97,8 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--max-handshakes", "1000"}, func(o options) bool { return o.engine.MaxHandshakes == 1000 }},
 		{[]string{"--max-handshakes-per-ip", "0"}, func(o options) bool { return o.engine.MaxHandshakesPerIP == 0 }},
 		{[]string{"--memory-budget", "2G"}, func(o options) bool { return o.engine.MemoryBudget == 2<<30 }},
+		{[]string{"--fd-reserve", "500"}, func(o options) bool { return o.engine.FDReserve == 500 }},
+		{[]string{"--max-admin-conns", "0"}, func(o options) bool { return o.engine.MaxAdminConns == 0 }},
 		{[]string{"--rfb-errors=false"}, func(o options) bool { return !o.engine.RFBErrors }},
 		{[]string{"--vnc-password-file", "/etc/vncedge/vnc.pw"}, func(o options) bool { return o.engine.VNCPasswordFile == "/etc/vncedge/vnc.pw" }},
 		{[]string{"--view-only"}, func(o options) bool { return o.engine.ViewOnly }},
@@ -313,6 +315,8 @@ max-upgrades-per-ip: 2/s:10
 max-handshakes: 2000
 max-handshakes-per-ip: 16
 memory-budget: 1G
+fd-reserve: 1000
+max-admin-conns: 16
 rfb-errors: false
 tls-listen: 127.0.0.1:7443
 tls-cert: [/etc/vncedge/a.pem, /etc/vncedge/b.pem]
@@ -360,7 +364,7 @@ func TestParseConfigFile(t *testing.T) {
 	e.PingInterval, e.PongTimeout, e.DrainTimeout = 20*time.Second, 40*time.Second, 2*time.Minute
 	e.MaxSessions, e.MaxSessionsPerVM, e.MaxFrame, e.MaxBuffered = 50000, 16, 1<<20, 16<<20
 	e.MaxSessionsPerIP, e.UpgradeRate, e.UpgradeBurst, e.MaxHandshakes, e.MaxHandshakesPerIP = 8, 2, 10, 2000, 16
-	e.MemoryBudget = 1 << 30
+	e.MemoryBudget, e.FDReserve, e.MaxAdminConns = 1<<30, 1000, 16
 	e.RFBErrors, e.VNCPasswordFile, e.ViewOnly = false, "/etc/vncedge/vnc.pw", true
 	e.TLSListen, e.TLS.ClientCA, e.TLS.ClientCNs = "127.0.0.1:7443", "/etc/vncedge/clients.pem", []string{"ops-*"}
 	e.TLS.HandshakeWorkers, e.TLS.UpstreamCA, e.TLS.UpstreamInsecureSkipVerify = 64, "/etc/vncedge/vms.pem", true

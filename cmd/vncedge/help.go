@@ -222,6 +222,12 @@ Limits:
 	opt("--memory-budget BYTES", size(e.MemoryBudget)+" (1/4 of memory)",
 		"Bytes queued for slow or stalled peers in all sessions together; over",
 		"it the biggest queues are closed first (1008).")
+	opt("--fd-reserve N", num(e.FDReserve)+" (1/128 of the open files limit, at least 128)",
+		"Descriptors kept out of the budget for browser and VM sockets and",
+		"recordings (admin clients, token files and stores); past the budget",
+		"new connections get 503.")
+	opt("--max-admin-conns N", num(e.MaxAdminConns),
+		"Open admin connections; more wait in the accept queue. 0: no limit.")
 
 	w(`
 TLS (wss:// and https:// terminated by vncedge, on its event loops):
