@@ -46,13 +46,6 @@ func (s *session) closeWith(code ws.StatusCode, why closeReason, reason string) 
 // dial), then the close frame, and starts the graceful close.
 func (s *session) sendClose() {
 	s.sendUpgradeResponse()
-	if s.browser.c.OutboundBuffered() > s.srv.tune.highWater {
-		// The browser is not reading (that may be why the session ends):
-		// a close frame behind its full queue would not reach it, and the
-		// linger would only keep reading and discarding what it sends.
-		_ = s.browser.c.Close()
-		return
-	}
 	buf := bytebufferpool.Get()
 	buf.B = wsframe.AppendClose(buf.B[:0], s.code, s.reason)
 	s.browser.write(buf.B)

@@ -171,6 +171,12 @@ type Config struct {
 	// CloseLinger bounds how long a closing connection waits for its queued
 	// bytes (close frame, HTTP error) to reach the browser.
 	CloseLinger time.Duration
+	// CloseDiscardMax bounds the bytes a closing session reads and throws
+	// away from its browser while its close frame waits to get out: a
+	// browser that keeps sending (a ping flood) but does not read is
+	// closed at once past it, while one that merely stopped reading for a
+	// while still gets the data queued for it, then the close frame.
+	CloseDiscardMax int
 	// CloseGrace bounds how long a socket whose sending side was shut down
 	// waits for the browser to close its side, so no reset eats our last bytes.
 	CloseGrace time.Duration
@@ -219,6 +225,7 @@ func DefaultConfig() Config {
 		MaxHeaderBytes:   8 << 10,
 		ParkTimeout:      60 * time.Second,
 		CloseLinger:      5 * time.Second,
+		CloseDiscardMax:  1 << 20,
 		CloseGrace:       2 * time.Second,
 		TickInterval:     250 * time.Millisecond,
 		PollInterval:     2 * time.Millisecond,
@@ -263,6 +270,7 @@ func (c *Config) Validate() error {
 	for name, n := range map[string]int{
 		"ReadBufferCap": c.ReadBufferCap, "ChunkSize": c.ChunkSize,
 		"MaxHeaderBytes": c.MaxHeaderBytes, "MaxPendingSetups": c.MaxPendingSetups,
+		"CloseDiscardMax": c.CloseDiscardMax,
 	} {
 		if n <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive (start from DefaultConfig)", name))

@@ -241,6 +241,7 @@ type session struct {
 	flushedVM, flushedBrowser int64 // part of the above already added to metrics
 
 	heldSince int64 // when inputHeld was set
+	discarded int   // closing: browser bytes read and thrown away (CloseDiscardMax)
 
 	// The VM ended while the browser socket was parked: what it sent last
 	// and how it ended wait for the browser socket to come back.
@@ -315,8 +316,14 @@ func (s *session) onBrowserTraffic(c gnet.Conn) gnet.Action {
 	case stResolving, stDialing:
 		return s.holdInput(c)
 	default:
-		// Closing: the browser may still send its close echo; discard it.
-		_, _ = c.Discard(-1)
+		// Closing: the browser may still send its close echo; discard it,
+		// up to a bound: past it the browser sends without reading (a ping
+		// flood behind a full queue) and the linger would read and discard
+		// at full speed until its deadline.
+		n, _ := c.Discard(-1)
+		if s.discarded += n; s.discarded > s.srv.cfg.CloseDiscardMax {
+			_ = c.Close()
+		}
 		return gnet.None
 	}
 }
