@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -264,10 +265,12 @@ func waitRecorder(tb testing.TB, r *recorder.Recorder) {
 // (the reads from gnet's buffer stay in memory both times).
 //
 // Recording: the writer goroutine writes to a file at memory speed, and the
-// timer stops every MiB (256 ops of input lines) until it has caught up,
-// like engine/recorder's own BenchmarkFromVM: the figure is the loop's
+// timer stops every 2 MiB (every 256 ops browser->VM) until it has caught
+// up, like engine/recorder's own BenchmarkFromVM: the figure is the loop's
 // share (copying into the queue, waking the writer), the one that limits a
 // loop's sessions; the writer's write(2) runs beside it on another core.
+// With a socket every mode pauses at the same points (settle), recording
+// or not, since a pause lets the socket's reader catch up too.
 func BenchmarkRelayRFB(b *testing.B) {
 	for _, sink := range []string{"fake", "socket"} {
 		b.Run(sink, func(b *testing.B) { benchRelayRFB(b, sink == "socket") })
@@ -280,8 +283,9 @@ func benchRelayRFB(b *testing.B, sock bool) {
 		b.Run("browser_to_vm/mix/"+m.name, func(b *testing.B) {
 			s, client, up := rfbBenchSession(b, m, b.TempDir(), discardRecCreate)
 			var out *int = &up.written
+			var sc *sockConn
 			if sock {
-				sc := newSockConn(b)
+				sc = newSockConn(b)
 				s.vm, out = sc, &sc.written
 			}
 			bufs := make([][]byte, len(frames))
@@ -298,15 +302,16 @@ func benchRelayRFB(b *testing.B, sock bool) {
 			for range 512 { // warm up: the recorder's free list
 				round()
 			}
-			waitRecorder(b, s.srv.recorder)
+			settle(b, s, sc)
+			pause := sc != nil || s.srv.recorder != nil // something to settle
 			b.SetBytes(int64(payload))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
 				round()
-				if m.input && i%256 == 255 { // about 400 KiB of input lines
+				if pause && i%256 == 255 { // about 400 KiB of input lines with --record-input
 					b.StopTimer()
-					waitRecorder(b, s.srv.recorder)
+					settle(b, s, sc)
 					b.StartTimer()
 				}
 			}
@@ -324,25 +329,29 @@ func benchRelayRFB(b *testing.B, sock bool) {
 			b.Run("vm_to_browser/"+u.name+"/"+m.name, func(b *testing.B) {
 				s, client, up := rfbBenchSession(b, m, b.TempDir(), discardRecCreate)
 				var out *int = &client.written
+				var sc *sockConn
 				if sock {
-					sc := newSockConn(b)
+					sc = newSockConn(b)
 					s.browser.c, out = sc, &sc.written
 				}
-				every := max(1, (1<<20)/len(u.msg))
-				for range 2 * every { // warm up: the recorder's free list
-					up.in = u.msg
-					s.relayFromVM(up)
+				every := max(1, (2<<20)/len(u.msg))
+				for range 2 { // warm up: the recorder's free list
+					for range every {
+						up.in = u.msg
+						s.relayFromVM(up)
+					}
+					settle(b, s, sc)
 				}
-				waitRecorder(b, s.srv.recorder)
+				pause := sc != nil || s.srv.recorder != nil
 				b.SetBytes(int64(len(u.msg)))
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := range b.N {
 					up.in = u.msg
 					s.relayFromVM(up)
-					if m.record && i%every == every-1 {
+					if pause && i%every == every-1 {
 						b.StopTimer()
-						waitRecorder(b, s.srv.recorder)
+						settle(b, s, sc)
 						b.StartTimer()
 					}
 				}
@@ -353,13 +362,31 @@ func benchRelayRFB(b *testing.B, sock bool) {
 	}
 }
 
+// settle waits, timer stopped, until the recorder's writer and the socket's
+// reader (when there are) have taken everything: every mode pauses at the
+// same points, so a pause that lets a reader catch up favours none.
+func settle(tb testing.TB, s *session, sc *sockConn) {
+	waitRecorder(tb, s.srv.recorder)
+	if sc == nil {
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sc.read.Load() < int64(sc.written) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("the socket's reader took %d of %d bytes in 10 s", sc.read.Load(), sc.written)
+		}
+		runtime.Gosched()
+	}
+}
+
 // sockConn is a fakeConn whose writes are real system calls on a loopback
 // TCP socket (blocking: the peer goroutine drains it), standing in for the
 // socket a relay writes to.
 type sockConn struct {
 	fakeConn
-	f  *os.File // keeps fd open
-	fd uintptr
+	f    *os.File // keeps fd open
+	fd   uintptr
+	read atomic.Int64 // bytes the peer has read
 }
 
 func newSockConn(tb testing.TB) *sockConn {
@@ -377,10 +404,13 @@ func newSockConn(tb testing.TB) *sockConn {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	sc := &sockConn{}
 	go func() {
 		buf := make([]byte, 256<<10)
 		for {
-			if _, err := peer.Read(buf); err != nil {
+			n, err := peer.Read(buf)
+			sc.read.Add(int64(n))
+			if err != nil {
 				return
 			}
 		}
@@ -391,7 +421,8 @@ func newSockConn(tb testing.TB) *sockConn {
 	}
 	_ = c.Close()
 	tb.Cleanup(func() { _ = f.Close(); _ = peer.Close() })
-	return &sockConn{f: f, fd: f.Fd()}
+	sc.f, sc.fd = f, f.Fd()
+	return sc
 }
 
 func (c *sockConn) Write(p []byte) (int, error) {
