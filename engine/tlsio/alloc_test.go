@@ -23,11 +23,32 @@ type switchSink struct{ w io.Writer }
 func (s *switchSink) Write(p []byte) (int, error) { return s.w.Write(p) }
 
 // countSink counts bytes and records and keeps nothing.
-type countSink struct{ bytes, writes int }
+// countSink counts the sink writes and the TLS records in them (a write may carry several).
+type countSink struct {
+	bytes, writes, records int
+	hdr                    [5]byte // a record header split over writes
+	hn                     int
+	skip                   int // bytes left in the current record's body
+}
 
 func (s *countSink) Write(p []byte) (int, error) {
 	s.bytes += len(p)
 	s.writes++
+	for b := p; len(b) > 0; {
+		if s.skip > 0 {
+			k := min(s.skip, len(b))
+			s.skip -= k
+			b = b[k:]
+			continue
+		}
+		k := copy(s.hdr[s.hn:], b)
+		s.hn += k
+		b = b[k:]
+		if s.hn == len(s.hdr) {
+			s.records++
+			s.skip, s.hn = int(s.hdr[3])<<8|int(s.hdr[4]), 0
+		}
+	}
 	return len(p), nil
 }
 

@@ -49,7 +49,7 @@ func BenchmarkWritev(b *testing.B) {
 			for range 10 {
 				h.c.Write(make([]byte, 64<<10))
 			}
-			sink.writes = 0
+			sink.writes, sink.records = 0, 0
 			b.SetBytes(int64(s.n))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -57,7 +57,8 @@ func BenchmarkWritev(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(sink.writes)/float64(b.N), "records/op")
+			b.ReportMetric(float64(sink.records)/float64(b.N), "records/op")
+			b.ReportMetric(float64(sink.writes)/float64(b.N), "writes/op")
 		})
 	}
 }

@@ -230,7 +230,8 @@ func handshakeByHand(t *testing.T, c *Conn, m *memConn, l *testLoop, clientDone 
 }
 
 // TestWritev: the pieces arrive concatenated, and small pieces share records: a frame header
-// and a 200-byte payload make one record, a header and 64 KiB the minimum of five.
+// and a 200-byte payload make one record, a header and 64 KiB the minimum of five; and every
+// call's records reach the sink in one write.
 func TestWritev(t *testing.T) {
 	ca, scfg := testServerConfig(t)
 	h := newHandPair(t, scfg, clientConfig(ca, tls.VersionTLS13))
@@ -269,13 +270,16 @@ func TestWritev(t *testing.T) {
 			bs = append(bs, b)
 			want = append(want, b...)
 		}
-		sink.writes = 0
+		sink.writes, sink.records = 0, 0
 		n, err := h.c.Writev(bs)
 		if err != nil || n != len(want) {
 			t.Fatalf("case %d: wrote %d of %d, %v", i, n, len(want), err)
 		}
-		if sink.writes != c.records {
-			t.Errorf("case %d %v: %d records, want %d", i, c.sizes, sink.writes, c.records)
+		if sink.records != c.records {
+			t.Errorf("case %d %v: %d records, want %d", i, c.sizes, sink.records, c.records)
+		}
+		if sink.writes != 1 { // the records of one call go out in one socket write
+			t.Errorf("case %d %v: %d sink writes, want 1", i, c.sizes, sink.writes)
 		}
 		if got := read(len(want)); !bytes.Equal(got, want) {
 			t.Fatalf("case %d: the client read other bytes", i)

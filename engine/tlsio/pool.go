@@ -17,6 +17,10 @@ var ErrBusy = errors.New("tlsio: handshake capacity reached")
 // one full record.
 const bufSize = MaxPlaintext + 1024
 
+// corkSize is the capacity of a cork buffer (wire.cork): the records of one Writev gathered
+// for one socket write, eight records' worth; a call that makes more flushes as it goes.
+const corkSize = 8 * (MaxPlaintext + 256)
+
 // Pool is what the connections of one process share: the bounded handshake workers and the
 // buffers lent to connections while they hold bytes. It is safe for concurrent use. Every Conn
 // needs one; the engine makes one at start.
@@ -35,7 +39,8 @@ type Pool struct {
 	started  atomic.Uint64
 	rejected atomic.Uint64
 
-	bufs sync.Pool // *[]byte of cap bufSize
+	bufs  sync.Pool // *[]byte of cap bufSize
+	corks sync.Pool // *[]byte of cap corkSize
 }
 
 // PoolStats is a snapshot of the handshake workers, for metrics.
@@ -55,6 +60,7 @@ func NewPool(cfg Config) *Pool {
 		maxHello: cfg.MaxClientHello,
 		maxInput: cfg.MaxHandshakeInput,
 		bufs:     sync.Pool{New: func() any { b := make([]byte, 0, bufSize); return &b }},
+		corks:    sync.Pool{New: func() any { b := make([]byte, 0, corkSize); return &b }},
 	}
 }
 
@@ -133,4 +139,17 @@ func (p *Pool) putBuf(b *[]byte) {
 	}
 	*b = (*b)[:0]
 	p.bufs.Put(b)
+}
+
+// getCork lends an empty cork buffer; putCork takes it back. Only a Writev in progress holds
+// one, so an idle connection holds none.
+func (p *Pool) getCork() *[]byte {
+	b := p.corks.Get().(*[]byte)
+	*b = (*b)[:0]
+	return b
+}
+
+func (p *Pool) putCork(b *[]byte) {
+	*b = (*b)[:0]
+	p.corks.Put(b)
 }

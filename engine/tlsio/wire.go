@@ -53,6 +53,7 @@ type wire struct {
 	heldBack bool // the last feed could not take everything offered (MaxHandshakeInput)
 
 	out      *[]byte   // output nobody could take yet (modeWorker, or no sink)
+	cork     *[]byte   // modeLoop, during Conn.Writev: records gathered for one sink write
 	sink     io.Writer // takes output in modeLoop
 	notify   func()    // modeWorker: called, outside the lock, for output, for held-back input, at the end
 	notified bool      // notify was called and the loop has not collected since
@@ -193,10 +194,29 @@ func (w *wire) Write(b []byte) (int, error) {
 		nc := w.nc
 		w.mu.Unlock()
 		return nc.Write(b)
+	case w.mode == modeLoop && w.sink != nil && w.cork != nil && len(*w.cork)+len(b) <= cap(*w.cork):
+		*w.cork = append(*w.cork, b...) // crypto/tls reuses b for its next record: copy
+		w.mu.Unlock()
+		return len(b), nil
 	case w.mode == modeLoop && w.sink != nil:
 		// The sink is written with the lock released: gnet's Write closes
 		// a socket that failed synchronously, and the engine's OnClose
 		// then calls back into this Conn (SetSink, Close) on this goroutine.
+		if w.cork != nil && len(*w.cork) > 0 {
+			// The cork is full: what it holds goes first, and b starts it again.
+			sink, cork := w.sink, w.cork
+			w.mu.Unlock()
+			_, err := sink.Write(*cork)
+			w.mu.Lock()
+			if w.cork == cork { // not flushed or dropped meanwhile (a close under us)
+				*cork = append((*cork)[:0], b...)
+			}
+			w.mu.Unlock()
+			if err != nil {
+				return 0, err
+			}
+			return len(b), nil
+		}
 		sink, out := w.takeOutLocked()
 		w.mu.Unlock()
 		if err := w.writeOut(sink, out); err != nil {
@@ -215,6 +235,43 @@ func (w *wire) Write(b []byte) (int, error) {
 		w.notify()
 	}
 	return len(b), nil
+}
+
+// startCork makes the records crypto/tls writes from now on gather in a cork buffer, so
+// that one Conn.Writev costs one sink write (one syscall) instead of one per record.
+func (w *wire) startCork() {
+	w.mu.Lock()
+	if w.mode == modeLoop && w.sink != nil && w.cork == nil {
+		w.cork = w.p.getCork()
+	}
+	w.mu.Unlock()
+}
+
+// flushCork writes what the cork gathered to the sink, unlocked like Write, and gives the
+// buffer back.
+func (w *wire) flushCork() error {
+	w.mu.Lock()
+	cork, sink := w.cork, w.sink
+	w.cork = nil
+	w.mu.Unlock()
+	if cork == nil {
+		return nil
+	}
+	var err error
+	if len(*cork) > 0 {
+		if sink == nil { // the socket went away meanwhile: keep the output for the next sink
+			w.mu.Lock()
+			if w.out == nil {
+				w.out = w.p.getBuf()
+			}
+			*w.out = append(*w.out, *cork...)
+			w.mu.Unlock()
+		} else {
+			_, err = sink.Write(*cork)
+		}
+	}
+	w.p.putCork(cork)
+	return err
 }
 
 // takeOutLocked takes the queued output and the sink to write it to, for
