@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"runtime"
+	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -92,4 +94,52 @@ func TestTrimAfterBurstSettles(t *testing.T) {
 	if srv.trimming.Load() || srv.settleBase != 300 {
 		t.Fatal("trimmed again without a new burst")
 	}
+}
+
+// TestTrimWhenQuietHeapGrew: a few sessions end (far fewer than trimAfter)
+// and the count holds still: a heap grown by trimSpare since the last trim
+// (heavy sessions' buffers, kept in pools after they end) is trimmed; what
+// the trim cannot free becomes the next baseline, so it is not retried. A
+// heap grown under sessions that still run is left alone.
+func TestTrimWhenQuietHeapGrew(t *testing.T) {
+	srv := fuzzServer(t)
+	var m [2]metrics.Sample
+	srv.trimHeap.Store(srv.heapHeld(m[:]))
+	for range 8 {
+		srv.limits.acquireSession()
+	}
+	held := make([][]byte, 0, 64) // stands in for buffers a pool keeps
+	for range 64 {
+		held = append(held, make([]byte, 1<<20))
+	}
+	for range 3 * settleTicks {
+		srv.trimMemory()
+	}
+	if srv.trimming.Load() {
+		t.Fatal("trimmed while the sessions that grew the heap still run")
+	}
+	for range 8 {
+		srv.limits.releaseSession()
+	}
+	for range settleTicks + 1 {
+		srv.trimMemory()
+	}
+	if !srv.trimming.Load() {
+		t.Fatalf("a quiet heap grown by 64 MiB was not trimmed (held %d, baseline %d)", srv.heapHeld(m[:]), srv.trimHeap.Load())
+	}
+	for deadline := time.Now().Add(10 * time.Second); srv.trimming.Load(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("trim did not finish")
+		}
+	}
+	if srv.trimHeap.Load() < 64<<20 {
+		t.Fatalf("baseline after the trim %d: the 64 MiB still in use belong to it", srv.trimHeap.Load())
+	}
+	for range 3 * settleTicks {
+		srv.trimMemory()
+	}
+	if srv.trimming.Load() {
+		t.Fatal("trimmed again though nothing grew")
+	}
+	runtime.KeepAlive(held)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -85,6 +86,8 @@ type Server struct {
 	settleTicks  int   // ticks they have stayed at settleLast
 	settleBase   int64 // sessions at the last trim
 	trimming     atomic.Bool
+	memSamples   [2]metrics.Sample // heapHeld's, reused so the tick allocates nothing
+	trimHeap     atomic.Uint64     // heapHeld after the last trim (or at start)
 
 	nextID   atomic.Uint64
 	setups   chan struct{} // semaphore for worker goroutines
@@ -151,6 +154,8 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.site.Store(site)
 	}
+	var m [2]metrics.Sample
+	s.trimHeap.Store(s.heapHeld(m[:]))
 	s.met.registerServer(s)
 	s.met.set.NewGauge("vncedge_queued_bytes", func() float64 { return float64(s.queuedTotal()) })
 	// The TLS store and pool serve both the TLS listener and TLS to VMs
@@ -557,8 +562,16 @@ const trimAfter = 256
 // put after growing by trimAfter before the server trims once.
 const settleTicks = 8
 
+// trimSpare is how much more heap than after its last trim a quiet proxy
+// may hold before it trims again: a few heavy sessions (fast transfers grow
+// gnet's buffers to megabytes, kept in its pools after they end) leave that
+// much behind without moving the session count by trimAfter.
+const trimSpare = 8 << 20
+
 // trimMemory returns freed heap to the kernel after many sessions ended,
-// and once after a burst of new sessions has settled. Go does so by itself
+// once after a burst of new sessions has settled, and when sessions ended
+// and the proxy, quiet again, holds trimSpare more heap than after its last
+// trim. Go does so by itself
 // only after a GC cycle and the background scavenger, and an idle proxy
 // allocates nothing that would trigger one, so without this a box that
 // served a burst of sessions would keep their memory; and a burst of
@@ -577,14 +590,44 @@ func (s *Server) trimMemory() {
 	}
 	dropped := s.peakSessions-n >= trimAfter && n <= s.peakSessions/2
 	settled := s.settleTicks == settleTicks && n-s.settleBase >= trimAfter
-	if !(dropped || settled) || !s.trimming.CompareAndSwap(false, true) {
+	// Only once sessions ended: a heap grown under sessions that still run
+	// holds their buffers, and trimming it would only make them fault pages
+	// back in.
+	var held uint64
+	if s.settleTicks > 0 && s.settleTicks%settleTicks == 0 && n < s.peakSessions {
+		held = s.heapHeld(s.memSamples[:])
+	}
+	spare := held > 0 && held >= s.trimHeap.Load()+trimSpare
+	if !(dropped || settled || spare) || !s.trimming.CompareAndSwap(false, true) {
 		return
 	}
 	s.peakSessions, s.settleBase = n, n
 	go func() {
 		defer s.trimming.Store(false)
+		var m [2]metrics.Sample
+		before := s.heapHeld(m[:])
 		debug.FreeOSMemory()
+		// sync.Pools (gnet's buffers among them) keep what they held for one
+		// more cycle: a second collection frees that too.
+		debug.FreeOSMemory()
+		after := s.heapHeld(m[:])
+		s.trimHeap.Store(after) // what is still held is in use: the next baseline
+		s.log.Debug("memory returned to the kernel", "sessions", n, "heap_before", before, "heap_after", after,
+			"after_drop", dropped, "after_burst", settled, "heap_grew", spare)
 	}()
+}
+
+// heapHeld is the heap the process holds and has not returned: objects
+// (live or not yet collected) and free pages not yet released. It reads
+// runtime/metrics into m (two samples), which unlike ReadMemStats does not
+// stop the world.
+func (s *Server) heapHeld(m []metrics.Sample) uint64 {
+	m[0].Name, m[1].Name = "/memory/classes/heap/objects:bytes", "/memory/classes/heap/free:bytes"
+	metrics.Read(m)
+	if m[0].Value.Kind() != metrics.KindUint64 || m[1].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return m[0].Value.Uint64() + m[1].Value.Uint64()
 }
 
 // tlsDefaults fills the TLS settings a Config built by hand (not from
