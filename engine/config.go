@@ -216,7 +216,7 @@ func DefaultConfig() Config {
 		UpgradeBurst:       20,
 		MaxStaticQueued:    64 << 20,
 		MaxAdminConns:      64,
-		MaxHandshakes:      int(max(descriptorBudget(0)/4, 1)),
+		MaxHandshakes:      defaultMaxHandshakes(),
 		MemoryBudget:       defaultMemoryBudget(),
 		RFBErrors:          true,
 

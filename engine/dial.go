@@ -144,16 +144,15 @@ func (s *session) failSetupStatus(why rejectReason, status int, detail string) {
 // startDial connects to the VM off the loop, with the connect timeout, then
 // enrolls the socket on the session's own loop (DESIGN.md: never gnet's
 // Register, which dials without a timeout) and reads the enroll's result.
-// Two descriptors are counted first: the VM socket, and the copy gnet
-// makes of it while enrolling (given back once the enroll reported).
+// The VM socket is counted first; the copy gnet makes of it while
+// enrolling is counted around the enroll alone (takeTransient).
 func (srv *Server) startDial(s *session) {
-	if !srv.fds.take(2) {
+	if !srv.fds.take(1) {
 		s.failSetup(rejectDescriptors, "descriptor budget spent: no room for the VM socket")
 		return
 	}
 	s.slots.fds++
 	if !srv.acquireSetup() {
-		srv.fds.give(1)
 		s.failSetup(rejectCapacity, "too many sessions being set up (MaxPendingSetups)")
 		return
 	}
@@ -177,15 +176,18 @@ func (srv *Server) startDial(s *session) {
 				s.pendingVMTLS.Store(t) // vmOpened takes it on the loop
 			}
 		}
-		if err == nil {
+		if err == nil && !srv.fds.takeTransient() {
+			err = errNoTransientFD
+			_ = nc.Close()
+		} else if err == nil {
 			var ch <-chan gnet.RegisteredResult
 			if ch, err = el.Enroll(gnet.NewContext(context.Background(), ref), nc); err != nil {
 				_ = nc.Close()
 			} else {
 				err = waitEnroll(ch, srv.cfg.ConnectTimeout+setupSlack)
 			}
+			srv.fds.give(1)
 		}
-		srv.fds.give(1)
 		if err != nil {
 			_ = el.Execute(context.Background(), srv.guarded(func() { s.onDialFailed(err) }))
 		}

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -137,27 +138,46 @@ func (srv *Server) releaseSlots(sl *slots) {
 // its clients, log and token files, token-store connections, gnet's pollers.
 type fdBudget struct {
 	limit int64 // descriptors the engine may use for browser and VM sockets
+	// spare is how far the copies gnet makes while enrolling a socket
+	// may go past limit, into the reserve: each lasts one enroll, so
+	// a handful in flight at once is all they ever need.
+	spare int64
 	used  atomic.Int64
 }
 
 // newFDBudget derives the budget from RLIMIT_NOFILE (Go raises the soft
 // limit to the hard one at start-up).
 func newFDBudget(reserve int) fdBudget {
-	return fdBudget{limit: descriptorBudget(reserve)}
+	limit, res := descriptorBudget(reserve)
+	return fdBudget{limit: limit, spare: min(max(res/4, 1), transientSpare)}
 }
 
-// descriptorBudget is how many descriptors browser and VM sockets may use:
-// the soft RLIMIT_NOFILE less reserve (0: 1/128 of it, at least 128).
-func descriptorBudget(reserve int) int64 {
+// defaultMaxHandshakes lets a quarter of the descriptor budget wait in
+// handshakes, so a flood of idle connections cannot take every descriptor
+// from the sessions.
+func defaultMaxHandshakes() int {
+	limit, _ := descriptorBudget(0)
+	return int(max(limit/4, 1))
+}
+
+// transientSpare caps fdBudget.spare: the enroll workers and the dials
+// in flight are a few dozen at most.
+const transientSpare = 64
+
+// descriptorBudget is how many descriptors browser and VM sockets may use,
+// and the reserve left beside them: the soft RLIMIT_NOFILE less reserve
+// (0: 1/128 of it, at least 128).
+func descriptorBudget(reserve int) (limit, res int64) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 1 << 20
+		return 1 << 20, 128
 	}
 	n := int64(rl.Cur)
 	if reserve <= 0 {
 		reserve = int(max(128, n/128))
 	}
-	return max(n-int64(reserve), 0)
+	res = min(int64(reserve), n)
+	return n - res, res
 }
 
 // take counts n more descriptors, or refuses when they would not fit.
@@ -170,6 +190,24 @@ func (b *fdBudget) take(n int64) bool {
 }
 
 func (b *fdBudget) give(n int64) { b.used.Add(-n) }
+
+// takeTransient counts the copy of a socket gnet makes while enrolling it,
+// which lasts only the enroll and may use the spare: with that full too it
+// waits a little for other enrolls to give theirs back before refusing.
+// Off the loops only.
+func (b *fdBudget) takeTransient() bool {
+	for range transientTries {
+		if b.used.Add(1) <= b.limit+b.spare {
+			return true
+		}
+		b.used.Add(-1)
+		time.Sleep(time.Millisecond)
+	}
+	return false
+}
+
+// transientTries bounds takeTransient's wait (in milliseconds).
+const transientTries = 50
 
 // clientLimits are the per-address limits: sessions, connections still in
 // their handshake, and the rate of upgrades, keyed by the real client

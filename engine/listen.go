@@ -184,9 +184,9 @@ func (l *listener) run() {
 var shedResponse = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
 	"Connection: close\r\nRetry-After: 1\r\nContent-Length: 17\r\n\r\nserver too busy.\n")
 
-// admit applies the accept-time limits to c and hands it to a loop. Two
-// descriptors are counted until gnet has made its own copy of the socket
-// and closed ours.
+// admit applies the accept-time limits to c and hands it to a loop. Its
+// descriptor is counted; the copy gnet makes while enrolling it is counted
+// by enrollAccepted around the enroll alone.
 func (srv *Server) admit(c *net.TCPConn, tls bool) {
 	var peer netip.Addr
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
@@ -195,10 +195,10 @@ func (srv *Server) admit(c *net.TCPConn, tls bool) {
 	why := shedNone
 	mark := acceptMark{tls: tls}
 	switch {
-	case !srv.fds.take(2):
+	case !srv.fds.take(1):
 		why = shedDescriptors
 	case !srv.acquireHandshake():
-		srv.fds.give(2)
+		srv.fds.give(1)
 		why = shedHandshakes
 	default:
 		if !srv.proxies.contains(peer) {
@@ -206,7 +206,7 @@ func (srv *Server) admit(c *net.TCPConn, tls bool) {
 		}
 		if !srv.clients.acquireHandshake(mark.peer) {
 			srv.releaseHandshake()
-			srv.fds.give(2)
+			srv.fds.give(1)
 			why = shedClientHandshakes
 		}
 	}
@@ -237,20 +237,30 @@ const enrollWorkers = 8
 
 // enrollAccepted hands accepted sockets to the least loaded loop and
 // checks every result: a failure (gnet could not dup the socket at the
-// descriptor ceiling, say) is counted and its admission undone; a success
-// gives back the descriptor gnet closed after making its copy.
+// descriptor ceiling, say) is counted and its admission undone. The copy
+// gnet makes is counted for the enroll only (takeTransient): counted from
+// accept on, as before, a ramp at the ceiling refused sessions that fit.
 func (srv *Server) enrollAccepted(cli *gnet.Client) {
 	for p := range srv.enrolls {
-		if _, err := cli.EnrollContext(p.c, p.mark); err != nil {
-			srv.enrollFailed(p.mark, err)
+		if !srv.fds.takeTransient() {
+			_ = p.c.Close()
+			srv.enrollFailed(p.mark, errNoTransientFD)
 			continue
 		}
-		srv.fds.give(1)
+		_, err := cli.EnrollContext(p.c, p.mark)
+		srv.fds.give(1) // gnet's copy replaced ours (or the enroll failed and closed it)
+		if err != nil {
+			srv.enrollFailed(p.mark, err)
+		}
 	}
 }
 
+// errNoTransientFD: the budget stayed full while a socket waited to be
+// copied into a loop.
+var errNoTransientFD = errors.New("descriptor budget spent: no room to hand the socket to a loop")
+
 func (srv *Server) enrollFailed(mark *acceptMark, err error) {
-	srv.fds.give(2)
+	srv.fds.give(1)
 	srv.releaseHandshake()
 	srv.clients.releaseHandshake(mark.peer)
 	srv.met.enrollErrors.Inc()
