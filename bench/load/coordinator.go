@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"vncedge/bench/procstat"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
@@ -170,6 +171,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Kind == KindDesktop {
 		res.Desktop = &DesktopResult{Load: o.Desktop}
 	}
+	host, hostErr := procstat.ReadHostCPU(o.ProcRoot)
 	smp := newSampler(o.Target, o.ProcRoot)
 	if smp.enabled() {
 		s, err := smp.read()
@@ -300,6 +302,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if err := wait("ran"); err != nil {
 		return nil, err
+	}
+	if now, err := procstat.ReadHostCPU(o.ProcRoot); err == nil && hostErr == nil {
+		res.HostStealPct = procstat.StealPct(host, now)
 	}
 	if res.Proxy != nil && o.Kind != KindHold {
 		if s, err := smp.read(); err == nil {

@@ -45,6 +45,10 @@ type Result struct {
 	ChurnPerSec float64 `json:"churn_per_s,omitempty"`
 
 	Proxy *ProxyMem `json:"proxy,omitempty"`
+	// HostStealPct is the share of the machine's CPU time the hypervisor gave to other
+	// guests from the start of the run to the end of its run phase (/proc/stat's steal):
+	// above NoisySteal the figures say more about the host than about the proxy.
+	HostStealPct float64 `json:"host_steal_pct,omitempty"`
 	// GeneratorCPUSeconds is what the load generator (its workers and coordinator) spent
 	// from the start of the run to the end of the ramp, RampSeconds long: beside the
 	// proxy's CPU it shows which of the two was the limit.
@@ -223,6 +227,9 @@ func (r *Result) merge(parts []*Part) {
 		}
 		r.noteCeiling()
 	}
+	if r.HostStealPct > NoisySteal {
+		r.Notes = append(r.Notes, fmt.Sprintf("the hypervisor took %.0f%% of the CPUs (steal) during the run: figures are noisy", r.HostStealPct))
+	}
 	for k := range r.ErrorKinds {
 		if strings.HasPrefix(k, "EMFILE") {
 			r.Notes = append(r.Notes, "the generator ran out of descriptors (EMFILE): lower --per-worker")
@@ -251,6 +258,11 @@ func (r *Result) noteCeiling() {
 
 // NA is what a figure that could not be measured prints as.
 const NA = "n/a"
+
+// NoisySteal is the host steal (percent of the CPUs) above which a run is marked noisy: on
+// this project's shared 2-core machines a quiet host shows under 1%, and at 25-35% the
+// no-proxy baseline's own p99 grew from 5 to 28 ms.
+const NoisySteal = 5.0
 
 // ms prints a latency figure, or n/a when nothing was measured.
 func ms(count int64, v float64) string {

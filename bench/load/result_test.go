@@ -81,3 +81,20 @@ func TestFailuresKinds(t *testing.T) {
 		t.Fatalf("churn with nothing churned: %v", f)
 	}
 }
+
+// A run on a host whose hypervisor took a large share of the CPUs says so beside its figures;
+// a quiet one says nothing.
+func TestHostStealNoted(t *testing.T) {
+	for _, c := range []struct {
+		steal float64
+		noted bool
+	}{{0.4, false}, {NoisySteal, false}, {32, true}} {
+		r := &Result{Scenario: "latency", Kind: KindEcho, Target: Target{Name: "vncedge"}, Sessions: 1, HostStealPct: c.steal}
+		r.merge(nil)
+		var out bytes.Buffer
+		r.Print(&out)
+		if got := strings.Contains(out.String(), "(steal) during the run"); got != c.noted {
+			t.Errorf("steal %.1f%%: noted %v, want %v:\n%s", c.steal, got, c.noted, out.String())
+		}
+	}
+}

@@ -223,3 +223,61 @@ func ReadOne(root string, pid int) (Sample, error) {
 	s.FDLimit, _ = fdLimit(filepath.Join(root, strconv.Itoa(pid), "limits"))
 	return s, nil
 }
+
+// HostCPU is the first line of /proc/stat: every CPU's time since boot, in ClockTicks.
+type HostCPU struct {
+	// Total is the sum of every state; Idle counts idle and iowait.
+	Total, Idle int64
+	// Steal is time the hypervisor ran something else while this guest wanted the CPU: on a
+	// shared host it is the one figure that says a slow run was the machine's, not ours.
+	Steal int64
+}
+
+// ReadHostCPU reads /proc/stat under the /proc mounted at root.
+func ReadHostCPU(root string) (HostCPU, error) {
+	b, err := os.ReadFile(filepath.Join(root, "stat"))
+	if err != nil {
+		return HostCPU{}, err
+	}
+	h, ok := ParseHostCPU(b)
+	if !ok {
+		return HostCPU{}, fmt.Errorf("%s: no cpu line", filepath.Join(root, "stat"))
+	}
+	return h, nil
+}
+
+// ParseHostCPU reads the aggregate "cpu" line of /proc/stat: user nice system idle iowait irq
+// softirq steal (guest and guest_nice are already inside user and nice, so they are not added
+// again). Kernels before 2.6.11 had no steal field: it reads as 0.
+func ParseHostCPU(stat []byte) (HostCPU, bool) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 5 || f[0] != "cpu" {
+		return HostCPU{}, false
+	}
+	var h HostCPU
+	for i, s := range f[1:min(len(f), 9)] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 || h.Total > math.MaxInt64-v {
+			return HostCPU{}, false
+		}
+		h.Total += v
+		switch i {
+		case 3, 4:
+			h.Idle += v
+		case 7:
+			h.Steal = v
+		}
+	}
+	return h, true
+}
+
+// StealPct is the share of the CPUs' time the hypervisor took between two readings (0 when
+// no time passed).
+func StealPct(from, to HostCPU) float64 {
+	d := to.Total - from.Total
+	if d <= 0 || to.Steal < from.Steal {
+		return 0
+	}
+	return 100 * float64(to.Steal-from.Steal) / float64(d)
+}

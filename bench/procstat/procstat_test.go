@@ -83,6 +83,8 @@ func FuzzParsers(f *testing.F) {
 	f.Add([]byte("VmRSS:\t  12 kB\nPss:  3 kB\nMax open files  20000  20000  files\n"))
 	f.Add([]byte("1 (a) b) S 7 1"))
 	f.Add([]byte("VmRSS: x kB\nMax open files unlimited unlimited files"))
+	f.Add([]byte("cpu  921740 2105 437549 1133393 4104 0 71465 72209 0 0\ncpu0 1 2 3 4\n"))
+	f.Add([]byte("cpu 1 2 3 4"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if v, err := ParseVmRSS(b); err == nil && v < 0 && !bytes.Contains(b, []byte("-")) {
 			t.Fatalf("negative VmRSS %d", v)
@@ -92,8 +94,37 @@ func FuzzParsers(f *testing.F) {
 			t.Fatalf("negative CPU ticks %d", v)
 		}
 		_, _ = ParseFDLimit(b)
+		if h, ok := ParseHostCPU(b); ok && (h.Total < 0 || h.Idle < 0 || h.Steal < 0 || h.Idle+h.Steal > h.Total) {
+			t.Fatalf("host CPU %+v: a part above the whole", h)
+		}
 		if pp, ok := ParsePPid(b); ok && !bytes.Contains(b, []byte(")")) {
 			t.Fatalf("ppid %d from text without ')'", pp)
 		}
 	})
+}
+
+func TestParseHostCPU(t *testing.T) {
+	h, ok := ParseHostCPU([]byte("cpu  921740 2105 437549 1133393 4104 0 71465 72209 0 0\ncpu0 1 2 3 4 5 6 7 8\n"))
+	want := HostCPU{Total: 921740 + 2105 + 437549 + 1133393 + 4104 + 71465 + 72209, Idle: 1133393 + 4104, Steal: 72209}
+	if !ok || h != want {
+		t.Fatalf("got %+v %v, want %+v", h, ok, want)
+	}
+	if h, ok := ParseHostCPU([]byte("cpu 1 2 3 4\n")); !ok || h.Steal != 0 || h.Total != 10 {
+		t.Fatalf("an old kernel's line without steal: %+v %v", h, ok)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4", "cpu 1 2 x 4", "cpu 1 2 -3 4", "intr 1 2 3 4"} {
+		if _, ok := ParseHostCPU([]byte(bad)); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	a := HostCPU{Total: 1000, Steal: 10}
+	if got := StealPct(a, HostCPU{Total: 1200, Steal: 60}); got != 25 {
+		t.Errorf("StealPct = %v, want 25", got)
+	}
+	if got := StealPct(a, a); got != 0 {
+		t.Errorf("StealPct over no time = %v", got)
+	}
+	if _, err := ReadHostCPU("/proc"); err != nil {
+		t.Errorf("this machine's /proc/stat: %v", err)
+	}
 }

@@ -71,6 +71,13 @@ func Markdown(sets []*load.RunSet, charts []string) string {
 		if s.Machine.Busy() {
 			b.WriteString("**The machine was busy when this ran (load above its CPU count): the figures are noisy.**\n\n")
 		}
+		steal, lo := 0.0, 100.0
+		for _, r := range s.Results {
+			steal, lo = max(steal, r.HostStealPct), min(lo, r.HostStealPct)
+		}
+		if steal > load.NoisySteal {
+			fmt.Fprintf(&b, "**The hypervisor took %.0f-%.0f%% of the CPUs (steal) during these runs: the figures are noisy.**\n\n", lo, steal)
+		}
 		names := load.Targets(s.Results)
 		pairs := load.RatioPairs(s.Results)
 		b.WriteString("| case | metric | better |")

@@ -93,6 +93,23 @@ func TestWrite(t *testing.T) {
 	}
 }
 
+// A scenario run while the hypervisor took CPU time from the machine is marked noisy.
+func TestStealMarked(t *testing.T) {
+	sets := sampleSets()
+	sets[0].Results[0].HostStealPct = 31
+	dir := t.TempDir()
+	if err := Write(dir, sets); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(md), "(steal) during these runs"); n != 1 {
+		t.Errorf("report marks %d scenarios noisy from steal, want 1:\n%s", n, md)
+	}
+}
+
 func TestChartsOmittedWithoutData(t *testing.T) {
 	if LatencySVG(nil) != nil || MemorySVG(nil) != nil || ThroughputSVG(nil) != nil {
 		t.Fatal("chart drawn without data")
