@@ -98,3 +98,24 @@ func TestHostStealNoted(t *testing.T) {
 		}
 	}
 }
+
+// A measured busy share decides over the load average, which remembers the last minute.
+func TestMachineBusy(t *testing.T) {
+	quiet, busy := 12.0, 80.0
+	for _, c := range []struct {
+		m    Machine
+		want bool
+	}{
+		{Machine{CPUs: 2, Load: 4.8, BusyPct: &quiet}, false},
+		{Machine{CPUs: 2, Load: 0.3, BusyPct: &busy}, true},
+		{Machine{CPUs: 2, Load: 4.8}, true}, // a result written before BusyPct
+		{Machine{CPUs: 2, Load: 1.0}, false},
+	} {
+		if got := c.m.Busy(); got != c.want {
+			t.Errorf("%s: busy %v, want %v", c.m.Busyness(), got, c.want)
+		}
+	}
+	if m := ThisMachine(); m.BusyPct == nil || *m.BusyPct < 0 || *m.BusyPct > 100 {
+		t.Errorf("this machine's busy share: %v", m.BusyPct)
+	}
+}

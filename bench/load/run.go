@@ -30,10 +30,46 @@ type Machine struct {
 	// Load is /proc/loadavg's 1-minute figure when the run started: above CPUs, something
 	// else was competing for the cores and the figures are noisy.
 	Load float64 `json:"load1"`
+	// BusyPct is the share of the CPUs' time not idle over the half second before the run,
+	// from /proc/stat (nil: not measured, as in results older than the field). The load
+	// average remembers the last minute, so right after a heavy scenario it warns of work
+	// that has already stopped.
+	BusyPct *float64 `json:"busy_pct,omitempty"`
 }
 
-// Busy says whether the machine was loaded beyond its cores when the run started.
-func (m Machine) Busy() bool { return m.CPUs > 0 && m.Load > float64(m.CPUs) }
+// Busy says whether other work competed for the cores when the run started: more than half
+// of them busy just before it (the load average above the core count where that was not
+// measured).
+func (m Machine) Busy() bool {
+	if m.BusyPct != nil {
+		return *m.BusyPct > 50
+	}
+	return m.CPUs > 0 && m.Load > float64(m.CPUs)
+}
+
+// busyPct samples /proc/stat over d: the share of CPU time not idle (steal counts as busy:
+// the cores were not ours), or nil.
+func busyPct(d time.Duration) *float64 {
+	a, err := procstat.ReadHostCPU("/proc")
+	if err != nil {
+		return nil
+	}
+	time.Sleep(d)
+	b, err := procstat.ReadHostCPU("/proc")
+	if err != nil || b.Total <= a.Total {
+		return nil
+	}
+	v := 100 * (1 - float64(b.Idle-a.Idle)/float64(b.Total-a.Total))
+	return &v
+}
+
+// Busyness says how busy the machine was as the run started, for the warnings and the report.
+func (m Machine) Busyness() string {
+	if m.BusyPct != nil {
+		return fmt.Sprintf("%.0f%% of %d CPUs busy just before, load %.1f", *m.BusyPct, m.CPUs, m.Load)
+	}
+	return fmt.Sprintf("load %.1f on %d CPUs", m.Load, m.CPUs)
+}
 
 // ThisMachine describes the machine the generator runs on.
 func ThisMachine() Machine {
@@ -47,6 +83,7 @@ func ThisMachine() Machine {
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Sscanf(string(b), "%g", &m.Load)
 	}
+	m.BusyPct = busyPct(500 * time.Millisecond)
 	return m
 }
 

@@ -65,11 +65,11 @@ func Markdown(sets []*load.RunSet, charts []string) string {
 	}
 	for _, s := range sets {
 		fmt.Fprintf(&b, "## %s\n\n", s.Scenario)
-		fmt.Fprintf(&b, "Command: `%s` (started %s, load %.1f on %d CPUs)\n\n", strings.Join(s.Command, " "),
-			s.Started.Format("2006-01-02 15:04 MST"), s.Machine.Load, s.Machine.CPUs)
+		fmt.Fprintf(&b, "Command: `%s` (started %s, %s)\n\n", strings.Join(s.Command, " "),
+			s.Started.Format("2006-01-02 15:04 MST"), s.Machine.Busyness())
 		b.WriteString("Ratio columns a/b are a's figure over b's; the better column says whether higher or lower figures (and ratios) are better. n/a: not measured (nothing opened, nothing streamed).\n\n")
 		if s.Machine.Busy() {
-			b.WriteString("**The machine was busy when this ran (load above its CPU count): the figures are noisy.**\n\n")
+			b.WriteString("**The machine was busy when this ran (more than half of its CPU time busy as it started): the figures are noisy.**\n\n")
 		}
 		steal, lo := 0.0, 100.0
 		for _, r := range s.Results {

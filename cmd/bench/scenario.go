@@ -342,8 +342,7 @@ func runScenario(scenario string, args []string, stdout, stderr io.Writer) error
 	defer stop()
 	set := &load.RunSet{Scenario: scenario, Started: time.Now().UTC(), Command: append([]string{"bench", scenario}, args...), Machine: load.ThisMachine()}
 	if set.Machine.Busy() {
-		fmt.Fprintf(stderr, "bench: WARNING: load %.1f on %d CPUs before starting: other work competes for the cores, figures will be noisy\n",
-			set.Machine.Load, set.Machine.CPUs)
+		fmt.Fprintf(stderr, "bench: WARNING: %s: other work competes for the cores, figures will be noisy\n", set.Machine.Busyness())
 	}
 	prog := newProgress(stderr, c.progressEvery)
 	var failures []string

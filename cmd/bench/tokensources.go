@@ -75,7 +75,7 @@ func runTokenSources(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	set := &load.RunSet{Scenario: scenario, Started: time.Now().UTC(), Command: append([]string{"bench", scenario}, args...), Machine: load.ThisMachine()}
 	if set.Machine.Busy() {
-		fmt.Fprintf(stderr, "bench: WARNING: load %.1f on %d CPUs before starting: figures will be noisy\n", set.Machine.Load, set.Machine.CPUs)
+		fmt.Fprintf(stderr, "bench: WARNING: %s: figures will be noisy\n", set.Machine.Busyness())
 	}
 	o := load.Options{Scenario: scenario, Kind: load.KindHold, Sessions: *sessions, Concurrency: *concurrency,
 		PerVM: *perVM, PerWorker: *perWorker, Layout: load.Layout{Port: *vmPort}, Timeout: *timeout, WorkerCommand: worker}
