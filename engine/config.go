@@ -115,6 +115,16 @@ type Config struct {
 	// password); a grant's own password wins. With a password the proxy
 	// answers the VM's challenge itself and offers the browser None.
 	VNCPasswordFile string
+	// VMVeNCrypt has the proxy prefer VeNCrypt's X509 sub-types (X509Vnc
+	// with a password, X509None) when it runs the RFB handshake with a VM
+	// (credentials, view-only or recording): the rest of the handshake and
+	// the session then run inside TLS, the VM's certificate verified like
+	// a tls target's (TLS.UpstreamCA or the system roots, the target's
+	// host as the name). VMs that do not offer VeNCrypt are handled as
+	// without it. Off by default: TigerVNC offers VeNCrypt with an
+	// anonymous or self-signed TLS that most fleets never gave a CA.
+	VMVeNCrypt bool
+
 	// ViewOnly makes every session view-only: the proxy drops the
 	// browser's keyboard, pointer, clipboard and resize messages.
 	ViewOnly bool

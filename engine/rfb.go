@@ -3,7 +3,9 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"vncedge/engine/recorder"
+	"vncedge/engine/tlsio"
 	"vncedge/rfb"
 )
 
@@ -36,7 +39,10 @@ type rfbHandshake struct {
 	vm        rfb.VMHandshake
 	br        rfb.BrowserHandshake
 	browserUp bool // the browser handshake started (our version went out)
-	out       [64]byte
+	// tlsName is the name the VM's certificate must carry if the VM takes
+	// VeNCrypt with TLS (Config.VMVeNCrypt).
+	tlsName string
+	out     [64]byte
 }
 
 // rfbSession is what a session holds while relaying with RFB awareness:
@@ -92,7 +98,12 @@ func (s *session) startRFB() {
 	}
 	s.sendUpgradeResponse()
 	pw, viewOnly := s.rfbPolicy()
-	s.hs = &rfbHandshake{vm: rfb.NewVMHandshake(rfb.VMConfig{Password: pw})}
+	// VeNCrypt's TLS only on a plain socket: a tls target is encrypted already.
+	vencrypt := s.srv.cfg.VMVeNCrypt && s.vmTLS == nil && s.pendingVMTLS.Load() == nil
+	s.hs = &rfbHandshake{vm: rfb.NewVMHandshake(rfb.VMConfig{Password: pw, VeNCryptTLS: vencrypt})}
+	if vencrypt {
+		s.hs.tlsName = vmServerName(s.setup.target)
+	}
 	clear(pw)
 	r := &rfbSession{viewOnly: viewOnly, record: s.wantsRecording(), recInput: s.srv.cfg.RecordInput}
 	r.scanning = viewOnly || r.record // a recording needs the client's pixel format, and its input
@@ -127,7 +138,13 @@ func (s *session) rfbFromVM(c gnet.Conn) gnet.Action {
 	if hs.vm.Done() {
 		return gnet.None // ServerInit waits for the browser's ClientInit
 	}
-	s.vmInbound(c) // a TLS VM: decrypt what arrived
+	s.vmInbound(c) // a TLS VM: decrypt what arrived (or hand it to VeNCrypt's TLS handshake)
+	if hs.vm.NeedTLS() {
+		if !s.vmTLSProgress() {
+			return gnet.None
+		}
+		s.vmInbound(c) // what came with the server's Finished
+	}
 	buf := s.vmPeek(c, -1)
 	n, err := hs.vm.Feed(buf)
 	s.vmDiscard(c, n)
@@ -138,11 +155,44 @@ func (s *session) rfbFromVM(c gnet.Conn) gnet.Action {
 	case err != nil:
 		s.vmHandshakeFailed(err)
 	case hs.vm.NeedTLS():
-		s.vmHandshakeFailed(errors.New("VeNCrypt TLS towards the VM is not supported"))
+		s.startVMVeNCrypt(c)
 	case hs.vm.Done():
 		s.startBrowserHandshake()
 	}
 	return gnet.None
+}
+
+// startVMVeNCrypt starts the TLS client handshake that VeNCrypt's X509
+// sub-types call for, on the VM socket that is already on the loop: the
+// handshake runs on a TLS worker (tlsio.NewClient), which wakes the socket
+// when it has output or has ended; rfbFromVM then carries on inside TLS.
+func (s *session) startVMVeNCrypt(c gnet.Conn) {
+	t, err := tlsio.NewClient(s.srv.tlsPool, s.srv.tlsStore.UpstreamConfig(s.hs.tlsName), c,
+		func() { _ = c.Wake(nil) })
+	if err != nil {
+		s.vmHandshakeFailed(fmt.Errorf("VeNCrypt TLS towards the VM: %w", err))
+		return
+	}
+	s.vmTLS = t
+	if c.InboundBuffered() > 0 {
+		_ = c.Wake(nil) // the server's first TLS bytes came with its ack
+	}
+}
+
+// vmTLSProgress collects the VeNCrypt TLS handshake's progress: true once
+// it is established (the RFB handshake goes on inside it), false while it
+// runs or after it failed (the session is being refused).
+func (s *session) vmTLSProgress() bool {
+	done, err := s.vmTLS.Progress()
+	switch {
+	case err != nil:
+		s.vmHandshakeFailed(fmt.Errorf("VeNCrypt TLS towards the VM: %w", err))
+		return false
+	case !done:
+		return false
+	}
+	s.hs.vm.TLSStarted()
+	return true
 }
 
 // startBrowserHandshake announces RFB 3.8 to the browser, once the VM let
@@ -314,6 +364,8 @@ func vmFailureReason(err error) string {
 	switch {
 	case errors.Is(err, rfb.ErrAuthFailed):
 		return "the VNC server refused the proxy's credentials"
+	case errors.As(err, new(*tls.CertificateVerificationError)):
+		return "the VNC server's TLS certificate is not trusted"
 	case errors.Is(err, rfb.ErrNotRFB):
 		return "this VM does not speak VNC"
 	case errors.Is(err, rfb.ErrNoUsableType), errors.Is(err, rfb.ErrVeNCrypt):

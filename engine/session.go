@@ -341,13 +341,21 @@ func (s *session) holdInput(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
+// vencryptStarting reports whether the VM socket's TLS is VeNCrypt's and
+// still in its handshake.
+func (s *session) vencryptStarting() bool {
+	return s.state == stRFB && s.hs != nil && s.hs.vm.NeedTLS()
+}
+
 // onVMTraffic handles bytes from the VM.
 func (s *session) onVMTraffic(c gnet.Conn) gnet.Action {
 	if c == s.vm && s.vmDrainBy > 0 {
 		_, _ = c.Discard(-1) // closing: the VM's last words have nowhere to go
 		return gnet.None
 	}
-	if c == s.vm && s.vmTLS != nil && !s.vmIn(c) && s.vmTLS.Buffered() == 0 {
+	// During VeNCrypt's TLS handshake its failure is the RFB layer's to
+	// report (rfbFromVM), with a reason noVNC shows.
+	if c == s.vm && s.vmTLS != nil && !s.vencryptStarting() && !s.vmIn(c) && s.vmTLS.Buffered() == 0 {
 		return gnet.Close // the VM's TLS ended: its close_notify, or a bad record
 	}
 	if c == s.vm && s.state == stRFB {
@@ -409,7 +417,7 @@ func (s *session) startRelay() {
 		slog.String("route", s.routeKind.String()), slog.String("target", s.targetName),
 		slog.String("upstream", s.slots.vm), slog.String("token", s.tokenHash),
 		slog.String("protocol", s.mode.String()), slog.Bool("rfb", s.rfb != nil || s.hs != nil),
-		slog.Bool("view_only", s.rfb != nil && s.rfb.viewOnly), s.tlsAttr())
+		slog.Bool("view_only", s.rfb != nil && s.rfb.viewOnly), slog.Bool("vm_tls", s.vmTLS != nil), s.tlsAttr())
 	if c := s.browser.c; c != nil && c.InboundBuffered() > 0 {
 		_ = c.Wake(nil) // frames that arrived with or right after the upgrade
 	}

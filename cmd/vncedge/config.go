@@ -206,6 +206,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&e.RFBErrors, "rfb-errors", e.RFBErrors, "")
 	fs.StringVar(&e.VNCPasswordFile, "vnc-password-file", e.VNCPasswordFile, "")
 	fs.BoolVar(&e.ViewOnly, "view-only", e.ViewOnly, "")
+	fs.BoolVar(&e.VMVeNCrypt, "vm-vencrypt", e.VMVeNCrypt, "")
 	fs.StringVar(&o.record, "record", o.record, "")
 	fs.StringVar(&o.recordDir, "record-dir", o.recordDir, "")
 	fs.BoolVar(&e.RecordInput, "record-input", e.RecordInput, "")

@@ -102,6 +102,7 @@ func TestParseConfigEveryFlag(t *testing.T) {
 		{[]string{"--rfb-errors=false"}, func(o options) bool { return !o.engine.RFBErrors }},
 		{[]string{"--vnc-password-file", "/etc/vncedge/vnc.pw"}, func(o options) bool { return o.engine.VNCPasswordFile == "/etc/vncedge/vnc.pw" }},
 		{[]string{"--view-only"}, func(o options) bool { return o.engine.ViewOnly }},
+		{[]string{"--vm-vencrypt"}, func(o options) bool { return o.engine.VMVeNCrypt }},
 		{[]string{"--record", "/var/lib/vncedge/rec"}, func(o options) bool { return o.record == "/var/lib/vncedge/rec" }},
 		{[]string{"--record-dir", "/rec"}, func(o options) bool { return o.recordDir == "/rec" }},
 		{[]string{"--record-input"}, func(o options) bool { return o.engine.RecordInput }},
@@ -329,6 +330,7 @@ upstream-ca: /etc/vncedge/vms.pem
 upstream-tls-insecure-skip-verify: true
 vnc-password-file: /etc/vncedge/vnc.pw
 view-only: true
+vm-vencrypt: true
 record: /var/lib/vncedge/recordings
 record-dir: /var/lib/vncedge/recordings
 record-input: true
@@ -365,7 +367,7 @@ func TestParseConfigFile(t *testing.T) {
 	e.MaxSessions, e.MaxSessionsPerVM, e.MaxFrame, e.MaxBuffered = 50000, 16, 1<<20, 16<<20
 	e.MaxSessionsPerIP, e.UpgradeRate, e.UpgradeBurst, e.MaxHandshakes, e.MaxHandshakesPerIP = 8, 2, 10, 2000, 16
 	e.MemoryBudget, e.FDReserve, e.MaxAdminConns = 1<<30, 1000, 16
-	e.RFBErrors, e.VNCPasswordFile, e.ViewOnly = false, "/etc/vncedge/vnc.pw", true
+	e.RFBErrors, e.VNCPasswordFile, e.ViewOnly, e.VMVeNCrypt = false, "/etc/vncedge/vnc.pw", true, true
 	e.TLSListen, e.TLS.ClientCA, e.TLS.ClientCNs = "127.0.0.1:7443", "/etc/vncedge/clients.pem", []string{"ops-*"}
 	e.TLS.HandshakeWorkers, e.TLS.UpstreamCA, e.TLS.UpstreamInsecureSkipVerify = 64, "/etc/vncedge/vms.pem", true
 	want.tlsCerts, want.tlsKeys = []string{"/etc/vncedge/a.pem", "/etc/vncedge/b.pem"}, []string{"/etc/vncedge/a.key", "/etc/vncedge/b.key"}

@@ -276,6 +276,13 @@ RFB (the proxy speaks VNC where a session needs it):
 		"the browser's key, pointer, clipboard and resize messages, and sets",
 		"ClientInit's shared flag so a watcher never disconnects the VM's user.",
 		"A VM that asks for a password needs it at the proxy for this.")
+	opt("--vm-vencrypt", strconv.FormatBool(e.VMVeNCrypt),
+		"Where vncedge runs the RFB handshake with a VM (a password, view-only or",
+		"recording), prefer VeNCrypt's X509Vnc and X509None: the VM's password and",
+		"the session then cross the network inside TLS, the VM's certificate checked",
+		"against --upstream-ca (or the system roots) for the target's host. VMs that",
+		"offer no VeNCrypt are used as without it; anonymous TLS (TLSVnc) is not",
+		"supported by Go's crypto/tls.")
 	opt("--record DIR", str(d.record),
 		"Record every session into DIR: the VM-to-browser stream as FBS 001.000",
 		"(rfbproxy's format; `bench vm --replay FILE` serves one), files 0600 named",
