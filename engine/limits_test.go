@@ -143,3 +143,33 @@ func TestTrimWhenQuietHeapGrew(t *testing.T) {
 	}
 	runtime.KeepAlive(held)
 }
+
+// Connections that never became sessions (a slowloris, a flood of idle
+// handshakes) grow the heap too: once they are gone it is trimmed.
+func TestTrimAfterHandshakesEnded(t *testing.T) {
+	srv := fuzzServer(t)
+	wait := func() {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); srv.trimming.Load(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("trim did not finish")
+			}
+		}
+	}
+	srv.handshakes.Add(2000)
+	for range 3 * settleTicks {
+		srv.trimMemory() // the burst settles: one trim, as for sessions
+	}
+	wait()
+	held := make([][]byte, 0, 32) // what the connections' buffers left behind
+	for range 32 {
+		held = append(held, make([]byte, 1<<20))
+	}
+	srv.handshakes.Add(-2000)
+	srv.trimMemory()
+	if !srv.trimming.Load() {
+		t.Fatal("the heap was not trimmed after 2,000 handshakes ended")
+	}
+	wait()
+	runtime.KeepAlive(held)
+}

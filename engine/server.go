@@ -579,7 +579,10 @@ const trimSpare = 8 << 20
 // buffers) that would stay resident for minutes above the sessions' own
 // few hundred bytes each. Runs on the ticker goroutine.
 func (s *Server) trimMemory() {
-	n := s.limits.sessions()
+	// Connections still in their handshake count with the sessions: a
+	// slowloris never becomes a session, yet its connections grow the heap
+	// (about 20 MiB kept after one, when only sessions counted).
+	n := s.limits.sessions() + s.handshakes.Load()
 	if n == s.settleLast {
 		s.settleTicks++
 	} else {
