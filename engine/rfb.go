@@ -87,7 +87,10 @@ func (s *session) wantsRecording() bool { return s.srv.cfg.RecordAll || s.setup.
 
 // wantsRFB reports whether the session terminates RFB at the proxy.
 func (s *session) wantsRFB() bool {
-	return s.hasPassword() || s.setup.target.ViewOnly || s.srv.cfg.ViewOnly || s.wantsRecording()
+	// A grant's vencrypt asks for TLS inside RFB, which only the proxy's
+	// own handshake with the VM can speak (noVNC has no VeNCrypt TLS).
+	return s.hasPassword() || s.setup.target.ViewOnly || s.srv.cfg.ViewOnly || s.wantsRecording() ||
+		(s.setup.target.VeNCrypt && !s.setup.target.TLS)
 }
 
 // startRFB runs once the VM socket is on the loop: the 101 goes out and the
@@ -99,7 +102,7 @@ func (s *session) startRFB() {
 	s.sendUpgradeResponse()
 	pw, viewOnly := s.rfbPolicy()
 	// VeNCrypt's TLS only on a plain socket: a tls target is encrypted already.
-	vencrypt := s.srv.cfg.VMVeNCrypt && s.vmTLS == nil && s.pendingVMTLS.Load() == nil
+	vencrypt := (s.srv.cfg.VMVeNCrypt || s.setup.target.VeNCrypt) && s.vmTLS == nil && s.pendingVMTLS.Load() == nil
 	s.hs = &rfbHandshake{vm: rfb.NewVMHandshake(rfb.VMConfig{Password: pw, VeNCryptTLS: vencrypt})}
 	if vencrypt {
 		s.hs.tlsName = vmServerName(s.setup.target)

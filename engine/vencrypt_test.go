@@ -194,3 +194,30 @@ func TestVeNCryptOffByDefault(t *testing.T) {
 		t.Fatalf("refusal %q", r)
 	}
 }
+
+// A grant's vencrypt option asks for the same for one VM, without the
+// flag: from the token file here, with the VM's password beside it.
+func TestVeNCryptGrantOption(t *testing.T) {
+	ca := newTestCA(t)
+	certFile, keyFile, _ := ca.issue(t, "vm.test", false)
+	vm := startVeNCryptVM(t, certFile, keyFile, "tlspw")
+	pw := writeFile(t, "vm.pw", "tlspw\n")
+	tf := tokenFile(t, "tls-vm: "+vm.addr()+" vencrypt password-file="+pw+"\n")
+	ts := startServer(t, func(c *Config, rc *routing.Config) {
+		rc.Sources = []routing.TokenSource{tf}
+		c.TLS.UpstreamCA = ca.dir + "/ca.pem"
+	})
+	c := mustDialWS(t, ts.url+"/websockify?token=tls-vm")
+	if name := c.rfbLogin(); name != "inside TLS" {
+		t.Fatalf("desktop name %q", name)
+	}
+	_ = c.conn.Close()
+	select {
+	case err := <-vm.done:
+		if err != nil {
+			t.Fatalf("VM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the VM's session did not end")
+	}
+}

@@ -103,7 +103,7 @@ func FuzzParseTokenFile(f *testing.F) {
 			}
 			// The normalised form, with its options, parses back to itself.
 			line := "x: " + e.Target
-			for opt, on := range map[string]bool{"view-only": e.ViewOnly, "record": e.Record, "tls": e.TLS} {
+			for opt, on := range map[string]bool{"view-only": e.ViewOnly, "record": e.Record, "tls": e.TLS, "vencrypt": e.VeNCrypt} {
 				if on {
 					line += " " + opt
 				}
@@ -179,6 +179,7 @@ func FuzzParseGrantValue(f *testing.F) {
 		`{"host": "10.0.0.1:5901"}`, `{"host": "h", "port": 5901}`, `{"host": "h", "port": "5901"}`,
 		`{"host": "fd00::1", "port": 1}`, `{"host": "fd00::1:1"}`, `{"host": "h:1", "port": 2}`,
 		`{"host": "h:1", "view_only": true, "record": true, "tls": true, "vnc_password": "pw", "expires": 1900000000.5}`,
+		`{"host": "h:1", "vencrypt": true}`,
 		`{"host": "h:1", "expires": -1}`, `{"host": 1}`, `{"host": "h:1"`, `[]`, `{}`, "", "{",
 	} {
 		f.Add([]byte(s))

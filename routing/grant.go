@@ -26,6 +26,11 @@ type Grant struct {
 	ViewOnly bool // drop the browser's input events
 	Record   bool // record the session
 	TLS      bool // speak TLS to the VM
+	// VeNCrypt has the proxy prefer VeNCrypt's X509 sub-types (TLS inside
+	// RFB) where it runs the RFB handshake with the VM, as --vm-vencrypt
+	// does for every VM. Meaningless with TLS, which encrypts from the
+	// first byte.
+	VeNCrypt bool
 	// Expires is when the grant ends (zero: never). Resolve refuses a grant
 	// past it; the engine may end sessions at it (--token-expiry-closes).
 	Expires time.Time
@@ -107,7 +112,7 @@ func joinTarget(host string, port uint16) (string, error) {
 //   - websockify's JSON {"host": "host:port"};
 //   - JSON {"host": "h", "port": N} (N a number or a numeric string);
 //
-// and in JSON also "view_only", "record", "tls" (booleans), "vnc_password"
+// and in JSON also "view_only", "record", "tls", "vencrypt" (booleans), "vnc_password"
 // (string) and "expires" (Unix seconds). Unknown JSON fields are ignored, so
 // a store can hold more than vncedge reads. The error never quotes the
 // value: it may hold a password.
@@ -137,6 +142,7 @@ func ParseGrantValue(data []byte) (Grant, error) {
 		ViewOnly    *bool           `json:"view_only"`
 		Record      *bool           `json:"record"`
 		TLS         *bool           `json:"tls"`
+		VeNCrypt    *bool           `json:"vencrypt"`
 		VNCPassword *string         `json:"vnc_password"`
 		Expires     json.RawMessage `json:"expires"`
 	}
@@ -150,7 +156,7 @@ func ParseGrantValue(data []byte) (Grant, error) {
 	if err != nil {
 		return Grant{}, err
 	}
-	g := Grant{Target: t, ViewOnly: deref(raw.ViewOnly), Record: deref(raw.Record), TLS: deref(raw.TLS)}
+	g := Grant{Target: t, ViewOnly: deref(raw.ViewOnly), Record: deref(raw.Record), TLS: deref(raw.TLS), VeNCrypt: deref(raw.VeNCrypt)}
 	if raw.VNCPassword != nil {
 		g.Password = *raw.VNCPassword
 	}

@@ -27,6 +27,7 @@ func TestParseGrantValue(t *testing.T) {
 		{`{"host": "h:1", "view_only": true, "record": true, "tls": true, "vnc_password": "pw", "expires": 1900000000}`,
 			Grant{Target: "h:1", ViewOnly: true, Record: true, TLS: true, Password: "pw", Expires: exp}},
 		{`{"host": "h:1", "view_only": false, "expires": null, "port": null}`, Grant{Target: "h:1"}},
+		{`{"host": "h:1", "vencrypt": true}`, Grant{Target: "h:1", VeNCrypt: true}},
 		{`{"host": "h:1", "expires": 1900000000.5}`, Grant{Target: "h:1", Expires: exp.Add(500 * time.Millisecond)}},
 		{`{"host": "h:1", "extra": {"nested": [1, 2]}}`, Grant{Target: "h:1"}},
 	}

@@ -216,6 +216,7 @@ func ParseJWTClaims(payload []byte) (Grant, *jwt.NumericDate, *jwt.NumericDate, 
 		ViewOnly    *bool           `json:"view_only"`
 		Record      *bool           `json:"record"`
 		TLS         *bool           `json:"tls"`
+		VeNCrypt    *bool           `json:"vencrypt"`
 		VNCPassword json.RawMessage `json:"vnc_password"`
 	}
 	if len(payload) > maxGrantValue {
@@ -235,7 +236,7 @@ func ParseJWTClaims(payload []byte) (Grant, *jwt.NumericDate, *jwt.NumericDate, 
 	if err != nil {
 		return Grant{}, nil, nil, err
 	}
-	g := Grant{Target: target, ViewOnly: deref(raw.ViewOnly), Record: deref(raw.Record), TLS: deref(raw.TLS)}
+	g := Grant{Target: target, ViewOnly: deref(raw.ViewOnly), Record: deref(raw.Record), TLS: deref(raw.TLS), VeNCrypt: deref(raw.VeNCrypt)}
 	exp, err := numericDate(raw.Exp, "exp")
 	if err != nil {
 		return Grant{}, nil, nil, err

@@ -98,12 +98,12 @@ func TestJWTSourceClaims(t *testing.T) {
 
 	g, err := src.Lookup(ctx, sign(t, jwt.SigningMethodHS256, k.hmac, jwt.MapClaims{
 		"host": "10.0.0.1", "port": 5901, "exp": now.Add(time.Hour).Unix(), "nbf": now.Add(-time.Minute).Unix(),
-		"jti": "abc", "view_only": true, "record": true, "tls": true, "sub": "ignored",
+		"jti": "abc", "view_only": true, "record": true, "tls": true, "vencrypt": true, "sub": "ignored",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Grant{Target: "10.0.0.1:5901", ViewOnly: true, Record: true, TLS: true, ID: "abc",
+	want := Grant{Target: "10.0.0.1:5901", ViewOnly: true, Record: true, TLS: true, VeNCrypt: true, ID: "abc",
 		Expires: time.Unix(now.Add(time.Hour).Unix(), 0)}
 	if !g.Expires.Equal(want.Expires) {
 		t.Fatalf("expires %v want %v", g.Expires, want.Expires)

@@ -147,6 +147,8 @@ func parseLineOptions(opts []string, e *FileEntry) string {
 			reason = flag(&e.Record)
 		case "tls":
 			reason = flag(&e.TLS)
+		case "vencrypt":
+			reason = flag(&e.VeNCrypt)
 		case "password-file":
 			if val == "" {
 				return "option password-file needs a path: password-file=/etc/vncedge/vm1.pass"
@@ -159,6 +161,9 @@ func parseLineOptions(opts []string, e *FileEntry) string {
 			return reason
 		}
 	}
+	if e.TLS && e.VeNCrypt {
+		return "options tls and vencrypt exclude each other: tls is TLS from the first byte, vencrypt TLS inside RFB"
+	}
 	return ""
 }
 
@@ -169,9 +174,9 @@ func unknownOption(name string, i int) string {
 		return "text after the target (websockify token files have no inline comments)"
 	}
 	if len(name) <= 32 && strings.IndexFunc(name, func(r rune) bool { return !(r == '-' || 'a' <= r && r <= 'z') }) < 0 {
-		return fmt.Sprintf("unknown option %q (known: view-only, record, tls, password-file=PATH)", name)
+		return fmt.Sprintf("unknown option %q (known: view-only, record, tls, vencrypt, password-file=PATH)", name)
 	}
-	return fmt.Sprintf("unknown option number %d after the target (known: view-only, record, tls, password-file=PATH)", i+1)
+	return fmt.Sprintf("unknown option number %d after the target (known: view-only, record, tls, vencrypt, password-file=PATH)", i+1)
 }
 
 // isPySpace is Python's str.isspace, which str.strip() uses: Unicode

@@ -108,6 +108,8 @@ func TestParseTokenFileOptions(t *testing.T) {
 		"long: unix:/" + strings.Repeat("a", 120),                    // 12 bad: too long
 		"secret: 10.0.0.9:5901 s3cr3tT0k3n=X",                        // 13 bad: not echoed
 		"empty:  ",                                                   // 14 bad: no target
+		"ven: 10.0.0.10:5901 vencrypt record",                        // 15
+		"both: 10.0.0.11:5901 tls vencrypt",                          // 16 bad: exclusive
 	}, "\n")
 	m, errs := ParseTokenFile([]byte(data))
 	wantGrants := map[string]FileEntry{
@@ -116,6 +118,7 @@ func TestParseTokenFileOptions(t *testing.T) {
 		"tabs":  {Grant: Grant{Target: "10.0.0.3:5901", ViewOnly: true, Record: true}, Line: 3},
 		"sock":  {Grant: Grant{Target: "unix:/run/vnc/vm1.sock", ViewOnly: true}, Line: 4},
 		"abs":   {Grant: Grant{Target: "10.0.0.4:5901"}, PasswordFile: "/etc/vncedge/vm4.pw", Line: 5},
+		"ven":   {Grant: Grant{Target: "10.0.0.10:5901", VeNCrypt: true, Record: true}, Line: 15},
 	}
 	if len(m) != len(wantGrants) {
 		t.Errorf("entries %v", m)
@@ -135,7 +138,7 @@ func TestParseTokenFileOptions(t *testing.T) {
 			t.Errorf("error echoes a token-like option: %v", err)
 		}
 	}
-	if !slices.Equal(lines, []int{6, 7, 8, 9, 10, 11, 12, 13, 14}) {
+	if !slices.Equal(lines, []int{6, 7, 8, 9, 10, 11, 12, 13, 14, 16}) {
 		t.Errorf("bad lines %v: %v", lines, errs)
 	}
 	if !strings.Contains(errs[0].Error(), `"viewonly"`) {

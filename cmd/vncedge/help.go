@@ -132,7 +132,7 @@ Token routing:
 		"can set a cookie; noVNC cannot send headers). OpenStack uses \"token\".")
 	opt("--token-file PATH", str(d.tokenFile),
 		`websockify token file, or a directory of them: "token: target [option ...]"`,
-		"lines; target is host:port or unix:/path; options: view-only, record, tls,",
+		"lines; target is host:port or unix:/path; options: view-only, record, tls, vencrypt,",
 		"password-file=PATH (the VM's VNC password; relative to the file's directory).",
 		"Reloads (SIGHUP, --token-watch) go file by file: a file with any bad line,",
 		"or an unreadable password file, keeps its previous contents whole and is",
