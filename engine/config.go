@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"vncedge/engine/tlsio"
@@ -185,7 +186,8 @@ type Config struct {
 	// away from its browser while its close frame waits to get out: a
 	// browser that keeps sending (a ping flood) but does not read is
 	// closed at once past it, while one that merely stopped reading for a
-	// while still gets the data queued for it, then the close frame.
+	// while still gets the data queued for it, then the close frame. The
+	// count starts again whenever the browser takes some of that data.
 	CloseDiscardMax int
 	// CloseGrace bounds how long a socket whose sending side was shut down
 	// waits for the browser to close its side, so no reset eats our last bytes.
@@ -293,6 +295,9 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive (start from DefaultConfig)", name))
 		}
+	}
+	if c.CloseDiscardMax > math.MaxInt32/2 {
+		errs = append(errs, fmt.Errorf("CloseDiscardMax %d is over %d (1 GiB)", c.CloseDiscardMax, math.MaxInt32/2))
 	}
 	if c.RecordAll && c.RecordDir == "" {
 		errs = append(errs, errors.New("record: no directory"))

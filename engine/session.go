@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -241,7 +242,11 @@ type session struct {
 	flushedVM, flushedBrowser int64 // part of the above already added to metrics
 
 	heldSince int64 // when inputHeld was set
-	discarded int   // closing: browser bytes read and thrown away (CloseDiscardMax)
+	// Closing: browser bytes read and thrown away since the browser last
+	// took some of what is queued for it (CloseDiscardMax), how much was
+	// queued then, and when (server clock).
+	discarded, closeQueued int32
+	closeProgress          int64
 
 	// The VM ended while the browser socket was parked: what it sent last
 	// and how it ended wait for the browser socket to come back.
@@ -316,12 +321,24 @@ func (s *session) onBrowserTraffic(c gnet.Conn) gnet.Action {
 	case stResolving, stDialing:
 		return s.holdInput(c)
 	default:
-		// Closing: the browser may still send its close echo; discard it,
-		// up to a bound: past it the browser sends without reading (a ping
-		// flood behind a full queue) and the linger would read and discard
-		// at full speed until its deadline.
+		// Closing: the browser may still send (its close echo, an upload
+		// in flight); discard it, up to a bound: past it the browser sends
+		// without reading (a ping flood behind a full queue) and the linger
+		// would read and discard at full speed until its deadline. A
+		// browser that still takes what is queued for it (the VM's last
+		// bytes, the close frame) starts the count again, and is cut only
+		// once it has also stopped taking them for a tick: a fast uploader
+		// resumed from a park brings megabytes of upload before the first
+		// flush, and would otherwise lose the end of the VM's stream.
 		n, _ := c.Discard(-1)
-		if s.discarded += n; s.discarded > s.srv.cfg.CloseDiscardMax {
+		now := s.srv.now()
+		queued := int32(min(c.OutboundBuffered(), math.MaxInt32))
+		if queued < s.closeQueued || s.closeProgress == 0 {
+			s.discarded, s.closeProgress = 0, now
+		}
+		s.closeQueued = queued
+		s.discarded = int32(min(int64(s.discarded)+int64(n), math.MaxInt32))
+		if int(s.discarded) > s.srv.cfg.CloseDiscardMax && now-s.closeProgress > int64(s.srv.cfg.TickInterval) {
 			_ = c.Close()
 		}
 		return gnet.None
