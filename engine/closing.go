@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
+	"vncedge/engine/tlsio"
 	"vncedge/wsframe"
 )
 
@@ -104,6 +106,18 @@ func (s *session) onVMClose(c gnet.Conn, err error) {
 	}
 	s.vm = nil
 	if s.state == stRFB {
+		if s.vencryptStarting() {
+			// Often the VM hangs up on the alert our TLS handshake sent
+			// it: the worker's verdict follows (vencryptNotified), and
+			// says more than the EOF. The state's deadline bounds the wait.
+			herr := s.vmTLS.EOF()
+			if errors.Is(herr, tlsio.ErrTruncated) {
+				return
+			}
+			if herr != nil {
+				err = fmt.Errorf("VeNCrypt TLS towards the VM: %w", herr)
+			}
+		}
 		if err == nil {
 			err = io.EOF
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -167,11 +168,14 @@ func (s *session) rfbFromVM(c gnet.Conn) gnet.Action {
 
 // startVMVeNCrypt starts the TLS client handshake that VeNCrypt's X509
 // sub-types call for, on the VM socket that is already on the loop: the
-// handshake runs on a TLS worker (tlsio.NewClient), which wakes the socket
-// when it has output or has ended; rfbFromVM then carries on inside TLS.
+// handshake runs on a TLS worker (tlsio.NewClient), whose news reaches the
+// loop through Execute (not the socket's Wake: the VM may hang up on our
+// alert before the worker's verdict is in, and a closed socket wakes
+// nothing); rfbFromVM then carries on inside TLS.
 func (s *session) startVMVeNCrypt(c gnet.Conn) {
-	t, err := tlsio.NewClient(s.srv.tlsPool, s.srv.tlsStore.UpstreamConfig(s.hs.tlsName), c,
-		func() { _ = c.Wake(nil) })
+	el, srv := s.ls.el, s.srv
+	t, err := tlsio.NewClient(srv.tlsPool, srv.tlsStore.UpstreamConfig(s.hs.tlsName), c,
+		func() { _ = el.Execute(context.Background(), srv.guarded(s.vencryptNotified)) })
 	if err != nil {
 		s.vmHandshakeFailed(fmt.Errorf("VeNCrypt TLS towards the VM: %w", err))
 		return
@@ -179,6 +183,25 @@ func (s *session) startVMVeNCrypt(c gnet.Conn) {
 	s.vmTLS = t
 	if c.InboundBuffered() > 0 {
 		_ = c.Wake(nil) // the server's first TLS bytes came with its ack
+	}
+}
+
+// vencryptNotified runs on the loop when VeNCrypt's TLS handshake has news.
+func (s *session) vencryptNotified() {
+	if !s.vencryptStarting() {
+		return // over already (refused, closed, or established and moved on)
+	}
+	if s.vm != nil {
+		s.rfbFromVM(s.vm)
+		return
+	}
+	// The VM hung up during the handshake (onVMClose waited for this):
+	// the worker's verdict, an untrusted certificate say, says why.
+	if done, err := s.vmTLS.Progress(); done {
+		if err == nil {
+			err = io.EOF
+		}
+		s.vmHandshakeFailed(fmt.Errorf("VeNCrypt TLS towards the VM: %w", err))
 	}
 }
 
