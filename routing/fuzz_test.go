@@ -66,6 +66,7 @@ func FuzzParseTokenFile(f *testing.F) {
 		"o: 10.0.0.1:5901 view-only record tls password-file=vm.pass\n",
 		"u: unix:/run/vnc/vm1.sock view-only\n", "u: unix:relative\nd: 1.1.1.1:1 view-only view-only\n",
 		"x: 1.1.1.1:1 view-only=1\ny: 1.1.1.1:1 password-file=\nz: 1.1.1.1:1 # c\n",
+		"v: 10.0.0.1:5901 vencrypt password-file=vm.pass\nw: 10.0.0.1:5901 tls vencrypt\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -210,6 +211,7 @@ func FuzzParseJWTClaims(f *testing.F) {
 	for _, s := range []string{
 		`{"host": "10.0.0.1", "port": 5901}`, `{"host": "h", "port": "5901", "exp": 1900000000, "nbf": 1}`,
 		`{"host": "h:1", "jti": "x", "view_only": true, "record": false, "tls": true}`,
+		`{"host": "h:1", "vencrypt": true}`, `{"host": "h:1", "vencrypt": 1}`,
 		`{"host": "h", "port": 1, "vnc_password": "pw"}`, `{"host": "unix:/run/a.sock"}`, `{"port": 1}`,
 		`{"host": "h", "port": 1, "exp": "x"}`, `{"host": "h", "port": 1, "jti": ""}`, `null`, `[1]`, `{`,
 	} {
