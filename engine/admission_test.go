@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -460,5 +461,45 @@ func TestAdminConnectionsBounded(t *testing.T) {
 	n, err := io.ReadAtLeast(third, buf, 12)
 	if err != nil || !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200") {
 		t.Fatalf("after one closed: %q, %v", buf[:n], err)
+	}
+}
+
+// An IPv6 client is limited by its /64: changing the interface identifier
+// (which every host on a /64 may do at will) opens no new slots. IPv4 and
+// IPv4-mapped addresses stay per address, and the same.
+func TestClientLimitsIPv6Prefix(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.UpgradeRate, cfg.MaxSessionsPerIP, cfg.MaxHandshakesPerIP = 0, 2, 2
+	l := newClientLimits(&cfg)
+	same := []string{"2001:db8:1:2::1", "2001:db8:1:2:aaaa::5", "2001:db8:1:2:ffff:ffff:ffff:ffff"}
+	for i, s := range same[:2] {
+		if ok, _ := l.admitUpgrade(netip.MustParseAddr(s)); !ok {
+			t.Fatalf("session %d from %s refused", i+1, s)
+		}
+	}
+	if ok, why := l.admitUpgrade(netip.MustParseAddr(same[2])); ok || why != rejectClientCap {
+		t.Fatalf("a third session from the same /64: %v %v, want the per-address cap", ok, why)
+	}
+	if ok, _ := l.admitUpgrade(netip.MustParseAddr("2001:db8:1:3::1")); !ok {
+		t.Fatal("another /64 refused")
+	}
+	l.releaseSession(netip.MustParseAddr(same[0])) // released under the /64 it was counted in
+	if ok, _ := l.admitUpgrade(netip.MustParseAddr(same[2])); !ok {
+		t.Fatal("a slot given back in the /64 was not reusable")
+	}
+	for _, s := range []string{"2001:db8:9::1", "2001:db8:9::2"} {
+		if !l.acquireHandshake(netip.MustParseAddr(s)) {
+			t.Fatalf("handshake from %s refused", s)
+		}
+	}
+	if l.acquireHandshake(netip.MustParseAddr("2001:db8:9::3")) {
+		t.Fatal("a third handshake from the same /64 was let in")
+	}
+	v4, mapped := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("::ffff:192.0.2.7")
+	if !l.acquireHandshake(v4) || !l.acquireHandshake(mapped) || l.acquireHandshake(v4) {
+		t.Fatal("an IPv4 client and its mapped form are one client with 2 handshakes")
+	}
+	if !l.acquireHandshake(netip.MustParseAddr("192.0.2.8")) {
+		t.Fatal("the next IPv4 address shares the first one's limit")
 	}
 }

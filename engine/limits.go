@@ -209,9 +209,25 @@ func (b *fdBudget) takeTransient() bool {
 // transientTries bounds takeTransient's wait (in milliseconds).
 const transientTries = 50
 
+// clientKey is what the per-address limits count a client under: its
+// IPv4 address, or for IPv6 its /64. One subscriber, one host even, gets a
+// whole /64 (RFC 6177 hands out /48s to /56s), so keyed per address an
+// IPv6 client could open as many slots as it likes by changing its
+// interface identifier.
+func clientKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return a
+}
+
 // clientLimits are the per-address limits: sessions, connections still in
 // their handshake, and the rate of upgrades, keyed by the real client
-// address (after the PROXY protocol or a trusted X-Forwarded-For). A
+// address (after the PROXY protocol or a trusted X-Forwarded-For; an IPv6
+// client by its /64, see clientKey). A
 // connection from a trusted proxy that names no client is not limited per
 // address: the proxy's own address would lump every user together.
 type clientLimits struct {
@@ -286,6 +302,7 @@ func (l *clientLimits) acquireHandshake(a netip.Addr) bool {
 	if !a.IsValid() {
 		return true
 	}
+	a = clientKey(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.entry(a)
@@ -301,6 +318,7 @@ func (l *clientLimits) releaseHandshake(a netip.Addr) {
 	if !a.IsValid() {
 		return
 	}
+	a = clientKey(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if e := l.m[a]; e != nil {
@@ -315,6 +333,7 @@ func (l *clientLimits) admitUpgrade(a netip.Addr) (ok bool, why rejectReason) {
 	if !a.IsValid() {
 		return true, 0
 	}
+	a = clientKey(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.entry(a)
@@ -334,6 +353,7 @@ func (l *clientLimits) releaseSession(a netip.Addr) {
 	if !a.IsValid() {
 		return
 	}
+	a = clientKey(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if e := l.m[a]; e != nil {
