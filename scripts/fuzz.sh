@@ -28,8 +28,18 @@ for pkg in $(go list $pkgs); do
 		log=$out/${pkg//\//_}.$target.log
 		echo "fuzz: $pkg $target ($fuzztime)"
 		result=ok
-		go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 100x \
-			-parallel "$parallel" >"$log" 2>&1 || { result=FAILED; status=1; }
+		if ! go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -fuzzminimizetime 100x \
+			-parallel "$parallel" >"$log" 2>&1; then
+			# Go's fuzz coordinator can fail a target at the end of -fuzztime with a bare
+			# "context deadline exceeded" and nothing found (golang/go#75804, fixed in
+			# go1.27): a finding always writes its input. Anything else is a failure.
+			if ! grep -q 'Failing input written' "$log" && grep -q '^    context deadline exceeded$' "$log"; then
+				result=ok-race
+			else
+				result=FAILED
+				status=1
+			fi
+		fi
 		# The last progress line: "fuzz: elapsed: 5m0s, execs: N (R/sec), new interesting: K (total: T)"
 		last=$(grep -E '^fuzz: elapsed' "$log" | tail -1 || true)
 		execs=$(sed -nE 's/.*execs: ([0-9]+) .*/\1/p' <<<"$last")
