@@ -2,7 +2,6 @@ package engine
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -115,7 +114,8 @@ func (s *session) onVMClose(c gnet.Conn, err error) {
 				return
 			}
 			if herr != nil {
-				err = fmt.Errorf("VeNCrypt TLS towards the VM: %w", herr)
+				s.vencryptFailed(herr)
+				return
 			}
 		}
 		if err == nil {

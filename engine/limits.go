@@ -181,8 +181,11 @@ func descriptorBudget(reserve int) (limit, res int64) {
 }
 
 // take counts n more descriptors, or refuses when they would not fit.
-func (b *fdBudget) take(n int64) bool {
-	if b.used.Add(n) > b.limit {
+func (b *fdBudget) take(n int64) bool { return b.takeWithin(n, b.limit) }
+
+// takeWithin counts n more descriptors if the total stays within ceiling.
+func (b *fdBudget) takeWithin(n, ceiling int64) bool {
+	if b.used.Add(n) > ceiling {
 		b.used.Add(-n)
 		return false
 	}
@@ -197,10 +200,9 @@ func (b *fdBudget) give(n int64) { b.used.Add(-n) }
 // Off the loops only.
 func (b *fdBudget) takeTransient() bool {
 	for range transientTries {
-		if b.used.Add(1) <= b.limit+b.spare {
+		if b.takeWithin(1, b.limit+b.spare) {
 			return true
 		}
-		b.used.Add(-1)
 		time.Sleep(time.Millisecond)
 	}
 	return false

@@ -177,13 +177,18 @@ func (s *session) startVMVeNCrypt(c gnet.Conn) {
 	t, err := tlsio.NewClient(srv.tlsPool, srv.tlsStore.UpstreamConfig(s.hs.tlsName), c,
 		func() { _ = el.Execute(context.Background(), srv.guarded(s.vencryptNotified)) })
 	if err != nil {
-		s.vmHandshakeFailed(fmt.Errorf("VeNCrypt TLS towards the VM: %w", err))
+		s.vencryptFailed(err)
 		return
 	}
 	s.vmTLS = t
 	if c.InboundBuffered() > 0 {
 		_ = c.Wake(nil) // the server's first TLS bytes came with its ack
 	}
+}
+
+// vencryptFailed refuses the session for a failure of VeNCrypt's TLS.
+func (s *session) vencryptFailed(err error) {
+	s.vmHandshakeFailed(fmt.Errorf("VeNCrypt TLS towards the VM: %w", err))
 }
 
 // vencryptNotified runs on the loop when VeNCrypt's TLS handshake has news.
@@ -201,7 +206,7 @@ func (s *session) vencryptNotified() {
 		if err == nil {
 			err = io.EOF
 		}
-		s.vmHandshakeFailed(fmt.Errorf("VeNCrypt TLS towards the VM: %w", err))
+		s.vencryptFailed(err)
 	}
 }
 
@@ -212,7 +217,7 @@ func (s *session) vmTLSProgress() bool {
 	done, err := s.vmTLS.Progress()
 	switch {
 	case err != nil:
-		s.vmHandshakeFailed(fmt.Errorf("VeNCrypt TLS towards the VM: %w", err))
+		s.vencryptFailed(err)
 		return false
 	case !done:
 		return false

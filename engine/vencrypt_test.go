@@ -2,10 +2,12 @@ package engine
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,7 +68,7 @@ func (vm *vencryptVM) serve(c net.Conn, cfg *tls.Config, password string) error 
 		return err
 	}
 	if b, err := step("security type", rfb.AppendSecurityTypes(nil, rfb.SecVeNCrypt), 1); err != nil || b[0] != byte(rfb.SecVeNCrypt) {
-		return errorf("security type %v, %v", b, err)
+		return fmt.Errorf("security type %v, %v", b, err)
 	}
 	if _, err := step("VeNCrypt version", rfb.AppendVeNCryptVersion(nil, rfb.VeNCryptMajor, rfb.VeNCryptMinor), 2); err != nil {
 		return err
@@ -74,14 +76,14 @@ func (vm *vencryptVM) serve(c net.Conn, cfg *tls.Config, password string) error 
 	out := rfb.AppendVeNCryptAck(nil, true)
 	out = rfb.AppendVeNCryptSubtypes(out, rfb.VeNCryptX509Vnc)
 	if b, err := step("sub-type", out, 4); err != nil || b[3] != byte(rfb.VeNCryptX509Vnc&0xff) {
-		return errorf("sub-type %v, %v", b, err)
+		return fmt.Errorf("sub-type %v, %v", b, err)
 	}
 	if _, err := c.Write(rfb.AppendVeNCryptTLSAck(nil, true)); err != nil {
 		return err
 	}
 	tc := tls.Server(c, cfg)
 	if err := tc.Handshake(); err != nil {
-		return errorf("TLS handshake: %v", err)
+		return fmt.Errorf("TLS handshake: %w", err)
 	}
 	c = tc
 	var challenge [rfb.ChallengeLen]byte
@@ -92,7 +94,7 @@ func (vm *vencryptVM) serve(c net.Conn, cfg *tls.Config, password string) error 
 	}
 	if !rfb.VNCAuthCheck([]byte(password), challenge, [rfb.ChallengeLen]byte(resp)) {
 		_, _ = c.Write(rfb.AppendSecurityResultFailed(nil, rfb.V38, "wrong password"))
-		return errorf("wrong VNC password")
+		return errors.New("wrong VNC password")
 	}
 	if _, err := step("ClientInit", rfb.AppendSecurityResultOK(nil), 1); err != nil {
 		return err
@@ -101,23 +103,31 @@ func (vm *vencryptVM) serve(c net.Conn, cfg *tls.Config, password string) error 
 	if _, err := c.Write(si.Append(nil)); err != nil {
 		return err
 	}
-	_, err = io.Copy(c, c)
-	if err == io.EOF || isClosed(err) {
+	// The proxy hangs up when its browser leaves: that ends the echo.
+	if _, err = io.Copy(c, c); errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) {
 		err = nil
 	}
 	return err
 }
 
-func isClosed(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "closed") || strings.Contains(err.Error(), "reset"))
+// wait returns how the VM's session ended.
+func (vm *vencryptVM) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-vm.done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the VM's session did not end")
+		return nil
+	}
 }
 
-type testErr string
-
-func (e testErr) Error() string { return string(e) }
-
-func errorf(format string, a ...any) error {
-	return testErr(strings.TrimSpace(fmt.Sprintf(format, a...)))
+// vencryptSetup starts a VeNCrypt VM whose certificate signer issued (the
+// proxy trusts ca), and writes its password to a file for the proxy.
+func vencryptSetup(t *testing.T, ca, signer *testCA) (vm *vencryptVM, passwordFile, caFile string) {
+	t.Helper()
+	certFile, keyFile, _ := signer.issue(t, "vm.test", false)
+	return startVeNCryptVM(t, certFile, keyFile, "tlspw"), writeFile(t, "vnc.pw", "tlspw\n"), ca.dir + "/ca.pem"
 }
 
 // With --vm-vencrypt the proxy takes a VM that offers only VeNCrypt's
@@ -127,13 +137,11 @@ func errorf(format string, a ...any) error {
 // "this VM asks for a login vncedge cannot give".
 func TestVeNCryptX509TowardsVM(t *testing.T) {
 	ca := newTestCA(t)
-	certFile, keyFile, _ := ca.issue(t, "vm.test", false)
-	vm := startVeNCryptVM(t, certFile, keyFile, "tlspw")
-	pw := writeFile(t, "vnc.pw", "tlspw\n")
+	vm, pw, caFile := vencryptSetup(t, ca, ca)
 	ts := startServer(t, func(c *Config, _ *routing.Config) {
 		c.VNCPasswordFile = pw
 		c.VMVeNCrypt = true
-		c.TLS.UpstreamCA = ca.dir + "/ca.pem"
+		c.TLS.UpstreamCA = caFile
 	})
 	c := mustDialWS(t, ts.url+"/vnc/"+vm.addr())
 	if name := c.rfbLogin(); name != "inside TLS" {
@@ -145,39 +153,26 @@ func TestVeNCryptX509TowardsVM(t *testing.T) {
 		t.Fatalf("echo through the VM's TLS: %x, want %x", got, msg)
 	}
 	_ = c.conn.Close()
-	select {
-	case err := <-vm.done:
-		if err != nil {
-			t.Fatalf("VM: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the VM's session did not end")
+	if err := vm.wait(t); err != nil {
+		t.Fatalf("VM: %v", err)
 	}
 }
 
 // A VM whose certificate the proxy cannot verify is refused with a reason
 // noVNC shows, not relayed in the clear or without checking.
 func TestVeNCryptUntrustedVM(t *testing.T) {
-	ca, other := newTestCA(t), newTestCA(t)
-	certFile, keyFile, _ := other.issue(t, "vm.test", false)
-	vm := startVeNCryptVM(t, certFile, keyFile, "tlspw")
-	pw := writeFile(t, "vnc.pw", "tlspw\n")
+	vm, pw, caFile := vencryptSetup(t, newTestCA(t), newTestCA(t))
 	ts := startServer(t, func(c *Config, _ *routing.Config) {
 		c.VNCPasswordFile = pw
 		c.VMVeNCrypt = true
-		c.TLS.UpstreamCA = ca.dir + "/ca.pem"
+		c.TLS.UpstreamCA = caFile
 	})
 	c := mustDialWS(t, ts.url+"/vnc/"+vm.addr())
 	if r := c.rfbRefusal(); r != "the VNC server's TLS certificate is not trusted" {
 		t.Fatalf("refusal %q", r)
 	}
-	select {
-	case err := <-vm.done:
-		if err == nil || !strings.Contains(err.Error(), "TLS handshake") {
-			t.Fatalf("VM: %v, want its TLS handshake to fail", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the VM's session did not end")
+	if err := vm.wait(t); err == nil || !strings.Contains(err.Error(), "TLS handshake") {
+		t.Fatalf("VM: %v, want its TLS handshake to fail", err)
 	}
 }
 
@@ -185,9 +180,7 @@ func TestVeNCryptUntrustedVM(t *testing.T) {
 // picks a TLS sub-type it was not asked for.
 func TestVeNCryptOffByDefault(t *testing.T) {
 	ca := newTestCA(t)
-	certFile, keyFile, _ := ca.issue(t, "vm.test", false)
-	vm := startVeNCryptVM(t, certFile, keyFile, "tlspw")
-	pw := writeFile(t, "vnc.pw", "tlspw\n")
+	vm, pw, _ := vencryptSetup(t, ca, ca)
 	ts := startServer(t, func(c *Config, _ *routing.Config) { c.VNCPasswordFile = pw })
 	c := mustDialWS(t, ts.url+"/vnc/"+vm.addr())
 	if r := c.rfbRefusal(); r != "this VM asks for a login vncedge cannot give" {
@@ -199,25 +192,18 @@ func TestVeNCryptOffByDefault(t *testing.T) {
 // flag: from the token file here, with the VM's password beside it.
 func TestVeNCryptGrantOption(t *testing.T) {
 	ca := newTestCA(t)
-	certFile, keyFile, _ := ca.issue(t, "vm.test", false)
-	vm := startVeNCryptVM(t, certFile, keyFile, "tlspw")
-	pw := writeFile(t, "vm.pw", "tlspw\n")
+	vm, pw, caFile := vencryptSetup(t, ca, ca)
 	tf := tokenFile(t, "tls-vm: "+vm.addr()+" vencrypt password-file="+pw+"\n")
 	ts := startServer(t, func(c *Config, rc *routing.Config) {
 		rc.Sources = []routing.TokenSource{tf}
-		c.TLS.UpstreamCA = ca.dir + "/ca.pem"
+		c.TLS.UpstreamCA = caFile
 	})
 	c := mustDialWS(t, ts.url+"/websockify?token=tls-vm")
 	if name := c.rfbLogin(); name != "inside TLS" {
 		t.Fatalf("desktop name %q", name)
 	}
 	_ = c.conn.Close()
-	select {
-	case err := <-vm.done:
-		if err != nil {
-			t.Fatalf("VM: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the VM's session did not end")
+	if err := vm.wait(t); err != nil {
+		t.Fatalf("VM: %v", err)
 	}
 }
