@@ -59,7 +59,7 @@ func busyPct(d time.Duration) *float64 {
 	if err != nil || b.Total <= a.Total {
 		return nil
 	}
-	v := 100 * (1 - float64(b.Idle-a.Idle)/float64(b.Total-a.Total))
+	v := procstat.BusyPct(a, b)
 	return &v
 }
 

@@ -272,6 +272,16 @@ func ParseHostCPU(stat []byte) (HostCPU, bool) {
 	return h, true
 }
 
+// BusyPct is the share of the CPUs' time not idle between two readings (steal counts as busy:
+// the CPUs were not this guest's); 0 when no time passed.
+func BusyPct(from, to HostCPU) float64 {
+	d := to.Total - from.Total
+	if d <= 0 {
+		return 0
+	}
+	return 100 * (1 - float64(to.Idle-from.Idle)/float64(d))
+}
+
 // StealPct is the share of the CPUs' time the hypervisor took between two readings (0 when
 // no time passed).
 func StealPct(from, to HostCPU) float64 {

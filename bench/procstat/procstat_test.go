@@ -121,6 +121,9 @@ func TestParseHostCPU(t *testing.T) {
 	if got := StealPct(a, HostCPU{Total: 1200, Steal: 60}); got != 25 {
 		t.Errorf("StealPct = %v, want 25", got)
 	}
+	if got := BusyPct(HostCPU{Total: 1000, Idle: 900}, HostCPU{Total: 1200, Idle: 950}); got != 75 {
+		t.Errorf("BusyPct = %v, want 75", got)
+	}
 	if got := StealPct(a, a); got != 0 {
 		t.Errorf("StealPct over no time = %v", got)
 	}
